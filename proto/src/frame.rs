@@ -1,0 +1,144 @@
+//! The frames agents and gateways exchange on a QUIC stream.
+//!
+//! A request stream carries, from the agent, one [`Frame::RequestHead`] and then
+//! the request body as raw bytes until the stream is finished; from the gateway,
+//! one [`Frame::ResponseHead`] (or a [`Frame::Error`]) and then the response body
+//! as raw bytes. A clean finish means the body is complete; a reset means it is
+//! not. The control stream, the first one an agent opens, starts with
+//! [`Frame::Hello`] both ways and then carries pings.
+//!
+//! Postcard encodes enum variants by index: append new variants, never reorder
+//! or remove one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::region::RegionId;
+use crate::tier::Tier;
+
+/// One unit of the agent-gateway protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Frame {
+    /// First frame on the control stream, both ways.
+    Hello(Hello),
+    /// First frame of a request stream, agent to gateway.
+    RequestHead(RequestHead),
+    /// First frame of the answer on a request stream, gateway to agent.
+    ResponseHead(ResponseHead),
+    /// The request was refused or failed before a response started.
+    Error(ErrorFrame),
+    /// Liveness probe on the control stream; the peer answers with `Pong`.
+    Ping {
+        /// Echoed back in the `Pong`.
+        nonce: u64,
+    },
+    /// Answer to a `Ping`.
+    Pong {
+        /// The nonce of the `Ping` being answered.
+        nonce: u64,
+    },
+}
+
+/// Who is speaking on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Role {
+    /// A branch agent forwarding application requests.
+    Agent,
+    /// An in-region gateway.
+    Gateway,
+    /// An operator's tool (policy push).
+    Admin,
+}
+
+/// The handshake on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's protocol version ([`crate::PROTOCOL_VERSION`]).
+    pub protocol_version: u8,
+    /// The sender's role.
+    pub role: Role,
+    /// The gateway's region; `None` from agents.
+    pub region: Option<RegionId>,
+    /// Software name and version, for logs.
+    pub software: String,
+}
+
+/// The routing facts the agent decided, so the gateway can re-check them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteFacts {
+    /// The region the agent chose for this request.
+    pub region: RegionId,
+    /// The request's sensitivity tier.
+    pub tier: Tier,
+    /// The version of the policy the decision was made under, if any.
+    pub policy_version: Option<u64>,
+}
+
+/// An HTTP request's head, agent to gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    /// The id the agent gave the request (also in `x-residency-request-id`).
+    pub request_id: String,
+    /// HTTP method, e.g. `POST`.
+    pub method: String,
+    /// Path and query as the application sent it, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// The headers worth forwarding (never the application's credentials).
+    pub headers: Vec<(String, String)>,
+    /// Where and why this request is routed.
+    pub route: RouteFacts,
+}
+
+/// An HTTP response's head, gateway to agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    /// HTTP status code from the provider.
+    pub status: u16,
+    /// The provider's headers worth passing back.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a gateway refused or could not serve a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request names a region this gateway does not serve.
+    Misrouted,
+    /// The request head or body was not acceptable.
+    BadRequest,
+    /// The provider could not be reached or failed before answering.
+    UpstreamUnavailable,
+    /// The provider did not answer in time.
+    UpstreamTimeout,
+    /// The gateway is shutting down or overloaded.
+    Unavailable,
+    /// Anything else; the message says what.
+    Internal,
+    /// The gateway's re-check of the decision refused the request.
+    PolicyDenied,
+}
+
+/// An error answer on a request stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable reason; never contains request content.
+    pub message: String,
+}
+
+impl ErrorCode {
+    /// A stable snake_case name, for logs and client errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Misrouted => "misrouted",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::UpstreamUnavailable => "upstream_unavailable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::Unavailable => "gateway_unavailable",
+            ErrorCode::Internal => "gateway_internal_error",
+            ErrorCode::PolicyDenied => "policy_denied",
+        }
+    }
+}
