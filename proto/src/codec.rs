@@ -89,9 +89,8 @@ impl Codec {
         dst.extend_from_slice(&[0; 4]);
         let body_start = dst.len();
         let taken = std::mem::take(dst);
-        let mut out = postcard::to_extend(frame, taken).map_err(|e| {
-            EncodeError::Serialize(e.to_string())
-        })?;
+        let mut out =
+            postcard::to_extend(frame, taken).map_err(|e| EncodeError::Serialize(e.to_string()))?;
         let len = out.len() - body_start;
         if len > self.max_frame_len {
             out.truncate(start);

@@ -1,0 +1,123 @@
+//! Wires the stages into a running agent: gateway links, the router and the
+//! HTTP ingress, with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::AgentConfig;
+use crate::ingress::{self, Ingress};
+use crate::route::Router;
+use crate::transport::pool::GatewayPool;
+use crate::transport::tls::{TlsError, TlsMaterial};
+
+/// A running agent.
+#[derive(Debug)]
+pub struct AgentHandle {
+    local_addr: SocketAddr,
+    pool: Arc<GatewayPool>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material could not be loaded or used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The QUIC client endpoint could not be created.
+    #[error("cannot open QUIC endpoint: {0}")]
+    Quic(std::io::Error),
+}
+
+impl AgentHandle {
+    /// Loads TLS material, starts the gateway links and binds the HTTP listener.
+    pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
+        let tls = TlsMaterial::load(&cfg.tls)?;
+        let shutdown = CancellationToken::new();
+        let pool = GatewayPool::start(&cfg.gateways, &tls, &cfg.quic, shutdown.child_token())
+            .map_err(StartError::Quic)?;
+        let router = Router::new(
+            cfg.default_region.clone(),
+            cfg.india_regions.clone(),
+            cfg.gateways.iter().map(|g| g.region.clone()).collect(),
+        );
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let ingress = Arc::new(Ingress {
+            pool: pool.clone(),
+            router,
+            codec: cfg.quic.codec(),
+            max_body: cfg.max_body_bytes,
+        });
+        let tracker = TaskTracker::new();
+        tracker.spawn(ingress::serve(
+            listener,
+            ingress,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        info!(listen = %local_addr, gateways = cfg.gateways.len(), "agent listening");
+        Ok(AgentHandle {
+            local_addr,
+            pool,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The bound HTTP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://ADDR/v1`, what an OpenAI SDK's `base_url` should be.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.local_addr)
+    }
+
+    /// The gateway links.
+    pub fn pool(&self) -> &Arc<GatewayPool> {
+        &self.pool
+    }
+
+    /// Waits until every configured gateway is connected, up to `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> bool {
+        self.pool.wait_all_up(timeout).await
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then
+    /// closes gateway connections.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("in-flight requests did not finish in time");
+        }
+    }
+}

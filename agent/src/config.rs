@@ -1,0 +1,425 @@
+//! Configuration files for the agent (`agent.toml`) and the gateway
+//! (`gateway.toml`): serde structs that refuse unknown fields, then a
+//! `validate()` step that names the field at fault and the reason.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use residency_proto::RegionId;
+use serde::Deserialize;
+
+use crate::transport::tls::TlsFiles;
+use crate::transport::QuicLimits;
+
+/// Default largest request body the agent accepts (8 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// `agent.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Where applications connect (HTTP/1.1, OpenAI API).
+    #[serde(default = "default_agent_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// The region requests go to when nothing requires otherwise.
+    pub default_region: RegionId,
+    /// Regions that restricted and confidential requests may use.
+    #[serde(default = "default_india_regions")]
+    pub india_regions: Vec<RegionId>,
+    /// The agent's identity and the fleet CA.
+    pub tls: TlsFiles,
+    /// The gateways to keep connections to.
+    #[serde(rename = "gateway", default)]
+    pub gateways: Vec<GatewayEndpoint>,
+    /// QUIC limits for gateway connections.
+    #[serde(default)]
+    pub quic: QuicLimits,
+}
+
+/// One gateway the agent connects to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayEndpoint {
+    /// The region this gateway serves; its certificate must name it.
+    pub region: RegionId,
+    /// `host:port` of the gateway's QUIC listener.
+    pub address: String,
+    /// Name expected in the gateway certificate's DNS/IP names (default: the
+    /// host part of `address`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Name shown in `x-residency-endpoint` (default: `address`).
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `gateway.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The region this gateway serves; its certificate must name it.
+    pub region: RegionId,
+    /// UDP address for QUIC.
+    #[serde(default = "default_gateway_listen")]
+    pub listen: SocketAddr,
+    /// The gateway's identity and the fleet CA.
+    pub tls: TlsFiles,
+    /// The model provider's in-region endpoint.
+    pub upstream: UpstreamConfig,
+    /// QUIC limits for agent connections.
+    #[serde(default)]
+    pub quic: QuicLimits,
+}
+
+/// Where a gateway forwards requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// OpenAI-compatible base URL, e.g. `https://example.openai.azure.com/v1`.
+    pub base_url: String,
+    /// The provider API key, written in the file (prefer `api_key_env`).
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Name of the environment variable holding the provider API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the provider, besides the
+    /// built-in web roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// How long to wait for the provider's response headers, in seconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// Largest request body forwarded, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a wrong or unknown field.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and field.
+        message: String,
+    },
+    /// A value is out of range or inconsistent; names the field.
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field at fault, e.g. `gateway[1].address`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn default_agent_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_gateway_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+fn default_upstream_timeout() -> u64 {
+    600
+}
+
+fn default_india_regions() -> Vec<RegionId> {
+    residency_proto::region::CATALOGUE
+        .iter()
+        .filter(|r| r.jurisdiction == residency_proto::Jurisdiction::IN)
+        .filter_map(|r| RegionId::new(r.id).ok())
+        .collect()
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_toml(path, &text)
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+impl TlsFiles {
+    fn resolve_relative_to(&mut self, base: &Path) {
+        resolve(base, &mut self.ca);
+        resolve(base, &mut self.cert);
+        resolve(base, &mut self.key);
+    }
+}
+
+impl GatewayEndpoint {
+    /// The host part of `address`.
+    fn host(&self) -> &str {
+        let a = self.address.as_str();
+        if let Some(rest) = a.strip_prefix('[') {
+            return rest.split(']').next().unwrap_or(rest);
+        }
+        a.rsplit_once(':').map_or(a, |(h, _)| h)
+    }
+
+    /// The TLS server name to check the certificate against.
+    pub fn tls_server_name(&self) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| self.host().to_owned())
+    }
+
+    /// The name shown in responses and logs.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.address.clone())
+    }
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates `agent.toml`. Relative paths in it are
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: AgentConfig = read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.tls.resolve_relative_to(base);
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text (paths are taken as written).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let path = Path::new("agent.toml");
+        let cfg: AgentConfig = parse_toml(path, text)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks values parse could not; names the field at fault.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024".into()));
+        }
+        if self.gateways.is_empty() {
+            return Err(invalid(
+                "gateway",
+                "at least one [[gateway]] is required".into(),
+            ));
+        }
+        for (i, gw) in self.gateways.iter().enumerate() {
+            if !gw.address.contains(':') || gw.host().is_empty() {
+                return Err(invalid(
+                    &format!("gateway[{i}].address"),
+                    format!("{:?} must be host:port", gw.address),
+                ));
+            }
+            let port = gw.address.rsplit_once(':').map_or("", |(_, p)| p);
+            if port.parse::<u16>().is_err() {
+                return Err(invalid(
+                    &format!("gateway[{i}].address"),
+                    format!("{:?} has no valid port", gw.address),
+                ));
+            }
+            if rustls::pki_types::ServerName::try_from(gw.tls_server_name()).is_err() {
+                return Err(invalid(
+                    &format!("gateway[{i}].server_name"),
+                    format!(
+                        "{:?} is not a valid DNS name or IP address",
+                        gw.tls_server_name()
+                    ),
+                ));
+            }
+        }
+        if !self
+            .gateways
+            .iter()
+            .any(|g| g.region == self.default_region)
+        {
+            return Err(invalid(
+                "default_region",
+                format!("no [[gateway]] serves {}", self.default_region),
+            ));
+        }
+        self.quic
+            .validate("quic")
+            .map_err(|reason| invalid("quic", reason))?;
+        Ok(())
+    }
+}
+
+impl GatewayConfig {
+    /// Reads, parses and validates `gateway.toml`. Relative paths in it are
+    /// relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: GatewayConfig = read_toml(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.tls.resolve_relative_to(base);
+        if let Some(ca) = cfg.upstream.ca.as_mut() {
+            resolve(base, ca);
+        }
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks values parse could not; names the field at fault.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            reason,
+        };
+        let url: http::Uri = self.upstream.base_url.parse().map_err(|e| {
+            invalid(
+                "upstream.base_url",
+                format!("{:?} is not a URL: {e}", self.upstream.base_url),
+            )
+        })?;
+        match url.scheme_str() {
+            Some("http" | "https") if url.host().is_some() => {}
+            _ => {
+                return Err(invalid(
+                    "upstream.base_url",
+                    format!(
+                        "{:?} must be an absolute http:// or https:// URL",
+                        self.upstream.base_url
+                    ),
+                ))
+            }
+        }
+        if self.upstream.api_key.is_some() && self.upstream.api_key_env.is_some() {
+            return Err(invalid(
+                "upstream.api_key_env",
+                "set either api_key or api_key_env, not both".into(),
+            ));
+        }
+        if let Some(var) = &self.upstream.api_key_env {
+            if std::env::var_os(var).is_none() {
+                return Err(invalid(
+                    "upstream.api_key_env",
+                    format!("environment variable {var} is not set"),
+                ));
+            }
+        }
+        if self.upstream.timeout_secs == 0 {
+            return Err(invalid(
+                "upstream.timeout_secs",
+                "must be at least 1".into(),
+            ));
+        }
+        self.quic
+            .validate("quic")
+            .map_err(|reason| invalid("quic", reason))?;
+        Ok(())
+    }
+
+    /// The provider API key, from the file or the environment.
+    pub fn api_key(&self) -> Option<String> {
+        if let Some(k) = &self.upstream.api_key {
+            return Some(k.clone());
+        }
+        self.upstream
+            .api_key_env
+            .as_ref()
+            .and_then(|v| std::env::var(v).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+default_region = "aws:ap-south-1"
+[tls]
+ca = "ca.pem"
+cert = "agent.pem"
+key = "agent.key"
+[[gateway]]
+region = "aws:ap-south-1"
+address = "127.0.0.1:4433"
+"#;
+
+    #[test]
+    fn good_config_parses_with_defaults() {
+        let cfg = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.gateways[0].tls_server_name(), "127.0.0.1");
+        assert!(cfg
+            .india_regions
+            .contains(&RegionId::new("aws:ap-south-2").unwrap()));
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let text = GOOD.replace("default_region", "default_regoin");
+        let err = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("default_regoin"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn bad_region_id_is_named() {
+        let text = GOOD.replace("region = \"aws:ap-south-1\"", "region = \"Mumbai\"");
+        let err = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("Mumbai") && err.contains("provider:region"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let text = GOOD.replace("127.0.0.1:4433", "127.0.0.1");
+        let err = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("gateway[0].address"), "{err}");
+
+        let text = GOOD.replace(
+            "default_region = \"aws:ap-south-1\"",
+            "default_region = \"aws:us-east-1\"",
+        );
+        let err = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("default_region") && err.contains("aws:us-east-1"),
+            "{err}"
+        );
+
+        let text = format!("{GOOD}\n[quic]\nkeep_alive_ms = 0\n");
+        let err = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("keep_alive_ms"), "{err}");
+    }
+}

@@ -1,0 +1,238 @@
+//! The scripted tour behind `demo --check`: plain and streaming requests
+//! through the running demo, checking status, headers and bodies.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{Demo, DEMO_DEFAULT_REGION};
+use crate::ingress::{HDR_DECISION, HDR_ENDPOINT, HDR_REGION, HDR_REQUEST_ID};
+
+/// What came back for one request.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// Time from sending to the first body byte.
+    pub first_byte: Duration,
+    /// Time from sending to the end of the body.
+    pub total: Duration,
+}
+
+impl Answer {
+    /// A header as text ("" if missing).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request and reads the whole answer, timing the first byte.
+pub async fn send(method: &str, url: &str, body: Option<&str>) -> Result<Answer, String> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let (parts, mut body) = resp.into_parts();
+    let mut out = Vec::new();
+    let mut first_byte = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("body failed: {e}"))?;
+        if let Ok(d) = frame.into_data() {
+            if first_byte.is_none() && !d.is_empty() {
+                first_byte = Some(start.elapsed());
+            }
+            out.extend_from_slice(&d);
+        }
+    }
+    let total = start.elapsed();
+    Ok(Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: Bytes::from(out),
+        first_byte: first_byte.unwrap_or(total),
+        total,
+    })
+}
+
+struct Tour {
+    failures: usize,
+}
+
+impl Tour {
+    fn step(&mut self, name: &str, result: Result<String, String>) {
+        match result {
+            Ok(detail) => println!("  ok    {name}: {detail}"),
+            Err(why) => {
+                self.failures += 1;
+                println!("  FAIL  {name}: {why}");
+            }
+        }
+    }
+}
+
+fn expect(cond: bool, why: impl FnOnce() -> String) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+fn routed(a: &Answer, region: &str) -> Result<(), String> {
+    expect(a.status == 200, || {
+        format!("status {} body {}", a.status, a.text())
+    })?;
+    for h in [HDR_REQUEST_ID, HDR_REGION, HDR_ENDPOINT, HDR_DECISION] {
+        expect(!a.header(h).is_empty(), || format!("missing header {h}"))?;
+    }
+    expect(a.header(HDR_REGION) == region, || {
+        format!("went to {} instead of {region}", a.header(HDR_REGION))
+    })?;
+    expect(a.header(HDR_DECISION) == "allow", || {
+        format!("decision {}", a.header(HDR_DECISION))
+    })
+}
+
+/// Runs every step, printing one line each; true if all behaved.
+pub async fn run(demo: &Demo) -> bool {
+    let base = demo.agent.base_url();
+    let chat = format!("{base}/chat/completions");
+    let mut t = Tour { failures: 0 };
+    println!("demo check against {base}");
+
+    let r = send("GET", &format!("{base}/models"), None).await;
+    t.step(
+        "list models",
+        r.and_then(|a| {
+            routed(&a, DEMO_DEFAULT_REGION)?;
+            expect(a.text().contains("mock-gpt"), || a.text())?;
+            Ok(format!("region {}", a.header(HDR_REGION)))
+        }),
+    );
+
+    let r = send(
+        "POST",
+        &chat,
+        Some(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Write a haiku about the monsoon"}]}"#),
+    )
+    .await;
+    t.step(
+        "plain chat completion",
+        r.and_then(|a| {
+            routed(&a, DEMO_DEFAULT_REGION)?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&a.body).map_err(|e| format!("not JSON: {e}"))?;
+            let content = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+            expect(content.contains("mock provider"), || a.text())?;
+            Ok(format!(
+                "region {} via {} in {:.1} ms",
+                a.header(HDR_REGION),
+                a.header(HDR_ENDPOINT),
+                a.total.as_secs_f64() * 1e3
+            ))
+        }),
+    );
+
+    let r = send(
+        "POST",
+        &chat,
+        Some(r#"{"model":"mock-gpt","stream":true,"messages":[{"role":"user","content":"Stream a greeting"}]}"#),
+    )
+    .await;
+    t.step(
+        "streaming chat completion",
+        r.and_then(|a| {
+            routed(&a, DEMO_DEFAULT_REGION)?;
+            expect(
+                a.header("content-type").starts_with("text/event-stream"),
+                || format!("content-type {}", a.header("content-type")),
+            )?;
+            let text = a.text();
+            let events = text.matches("data: ").count();
+            expect(events >= 3, || format!("only {events} SSE events"))?;
+            expect(text.trim_end().ends_with("data: [DONE]"), || {
+                "stream did not end with [DONE]".into()
+            })?;
+            // The mock spaces its chunks; a buffering proxy would deliver
+            // the first byte only at the end.
+            expect(a.first_byte + Duration::from_millis(50) < a.total, || {
+                format!(
+                    "first byte at {:?} but end at {:?}: the stream was buffered",
+                    a.first_byte, a.total
+                )
+            })?;
+            Ok(format!(
+                "{events} events, first after {:.0} ms, last after {:.0} ms",
+                a.first_byte.as_secs_f64() * 1e3,
+                a.total.as_secs_f64() * 1e3
+            ))
+        }),
+    );
+
+    let r = send(
+        "POST",
+        &format!("{base}/embeddings"),
+        Some(r#"{"model":"mock-embed","input":["monsoon","mango"]}"#),
+    )
+    .await;
+    t.step(
+        "embeddings",
+        r.and_then(|a| {
+            routed(&a, DEMO_DEFAULT_REGION)?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&a.body).map_err(|e| format!("not JSON: {e}"))?;
+            let n = v["data"].as_array().map_or(0, Vec::len);
+            expect(n == 2, || format!("{n} embeddings"))?;
+            Ok("2 vectors".into())
+        }),
+    );
+
+    let r = send("POST", &format!("{base}/nope"), Some("{}")).await;
+    t.step(
+        "unknown path is a 404 OpenAI error",
+        r.and_then(|a| {
+            expect(a.status == 404, || format!("status {}", a.status))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&a.body).map_err(|e| format!("not JSON: {e}"))?;
+            expect(v["error"]["message"].is_string(), || a.text())?;
+            Ok("404".into())
+        }),
+    );
+
+    let r = send(
+        "POST",
+        &chat,
+        Some(r#"{"model": "mock-gpt", "messages": ["#),
+    )
+    .await;
+    t.step(
+        "malformed JSON is a 400 that says where",
+        r.and_then(|a| {
+            expect(a.status == 400, || format!("status {}", a.status))?;
+            expect(a.text().contains("column"), || a.text())?;
+            Ok("400".into())
+        }),
+    );
+
+    t.failures == 0
+}

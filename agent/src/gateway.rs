@@ -1,0 +1,370 @@
+//! Gateway mode: terminates QUIC with mutual TLS in a cloud region, re-checks
+//! each request's routing facts, adds the provider key and forwards to the
+//! provider's in-region endpoint, streaming the answer back as it arrives.
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use residency_proto::{
+    Codec, ErrorCode, ErrorFrame, Frame, Hello, RegionId, RequestHead, ResponseHead, Role,
+    PROTOCOL_VERSION,
+};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::GatewayConfig;
+use crate::transport::tls::{Identity, TlsError, TlsMaterial};
+use crate::transport::{read_frame, write_frame, FrameStream, GuardedSend, RESET_UPSTREAM_FAILED};
+use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    local_addr: SocketAddr,
+    region: RegionId,
+    endpoint: quinn::Endpoint,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// TLS material could not be loaded or used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The gateway certificate does not name the configured region.
+    #[error("the gateway certificate names {named}, but the config says region {region}")]
+    WrongIdentity {
+        /// The configured region.
+        region: RegionId,
+        /// What the certificate names.
+        named: String,
+    },
+    /// The UDP socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+struct State {
+    region: RegionId,
+    upstream: Upstream,
+    codec: Codec,
+    max_body: usize,
+}
+
+impl GatewayHandle {
+    /// Loads TLS material, binds the QUIC listener and starts serving.
+    pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
+        let tls = TlsMaterial::load(&cfg.tls)?;
+        let ids = tls.identities();
+        if !ids.contains(&Identity::Gateway(cfg.region.clone())) {
+            return Err(GatewayError::WrongIdentity {
+                region: cfg.region.clone(),
+                named: format!("{ids:?}"),
+            });
+        }
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls.server_config()?)
+            .map_err(|e| TlsError::Quic(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(cfg.quic.transport_config());
+        server.migration(true);
+        let endpoint =
+            quinn::Endpoint::server(server, cfg.listen).map_err(|source| GatewayError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let upstream = Upstream::new(&cfg.upstream, cfg.api_key())?;
+        let state = Arc::new(State {
+            region: cfg.region.clone(),
+            upstream,
+            codec: cfg.quic.codec(),
+            max_body: cfg.upstream.max_body_bytes,
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept(
+            endpoint.clone(),
+            state,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        info!(region = %cfg.region, listen = %local_addr, "gateway listening");
+        Ok(GatewayHandle {
+            local_addr,
+            region: cfg.region,
+            endpoint,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The region served.
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `grace`, then
+    /// closes every connection.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.cancel();
+        self.endpoint.set_server_config(None);
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(region = %self.region, "in-flight requests did not finish in time");
+        }
+        self.endpoint.close(0u32.into(), b"gateway shutting down");
+        self.endpoint.wait_idle().await;
+    }
+
+    /// Closes every connection at once, failing in-flight requests.
+    pub fn abort(self) {
+        self.shutdown.cancel();
+        self.endpoint.close(2u32.into(), b"gateway aborted");
+    }
+}
+
+async fn accept(
+    endpoint: quinn::Endpoint,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => i,
+            () = shutdown.cancelled() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        let t = tracker.clone();
+        tracker.spawn(async move {
+            match incoming.await {
+                Ok(conn) => serve_connection(conn, state, shutdown, t).await,
+                Err(e) => debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    conn: quinn::Connection,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let ids = Identity::of_peer(&conn);
+    let Some(peer) = ids
+        .iter()
+        .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)))
+        .cloned()
+    else {
+        warn!(remote = %conn.remote_address(), "peer certificate names no agent or admin identity");
+        conn.close(3u32.into(), b"certificate names no agent identity");
+        return;
+    };
+    info!(peer = %peer, remote = %conn.remote_address(), "agent connected");
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_bi() => s,
+            () = shutdown.cancelled() => return,
+        };
+        match stream {
+            Ok((send, recv)) => {
+                let state = state.clone();
+                tracker.spawn(serve_stream(send, recv, state));
+            }
+            Err(e) => {
+                info!(peer = %peer, reason = %e, "agent disconnected");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve_stream(send: quinn::SendStream, mut recv: quinn::RecvStream, state: Arc<State>) {
+    let send = GuardedSend::new(send);
+    let (frame, rest) = match read_frame(&mut recv, &state.codec).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return,
+        Err(e) => {
+            debug!(error = %e, "bad first frame");
+            refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await;
+            return;
+        }
+    };
+    match frame {
+        Frame::Hello(_) => control(send, FrameStream::new(recv, state.codec, rest), &state).await,
+        Frame::RequestHead(head) => forward(send, recv, rest, head, &state).await,
+        _ => {
+            refuse(
+                send,
+                &state.codec,
+                ErrorCode::BadRequest,
+                "a stream must start with Hello or RequestHead".into(),
+            )
+            .await
+        }
+    }
+}
+
+/// The control stream: answer the hello, then pings.
+async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) {
+    let hello = Frame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: Role::Gateway,
+        region: Some(state.region.clone()),
+        software: crate::SOFTWARE.into(),
+    });
+    let Some(s) = send.stream() else { return };
+    if write_frame(s, &state.codec, &hello).await.is_err() {
+        return;
+    }
+    while let Ok(Some(frame)) = frames.next().await {
+        if let Frame::Ping { nonce } = frame {
+            let Some(s) = send.stream() else { return };
+            if write_frame(s, &state.codec, &Frame::Pong { nonce })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    send.finish();
+}
+
+async fn refuse(mut send: GuardedSend, codec: &Codec, code: ErrorCode, message: String) {
+    let frame = Frame::Error(ErrorFrame { code, message });
+    if let Some(s) = send.stream() {
+        if write_frame(s, codec, &frame).await.is_ok() {
+            send.finish();
+        }
+    }
+}
+
+async fn forward(
+    mut send: GuardedSend,
+    mut recv: quinn::RecvStream,
+    rest: Bytes,
+    head: RequestHead,
+    state: &State,
+) {
+    let id = head.request_id.as_str();
+    // Defence in depth: never serve a request the agent meant for elsewhere.
+    if head.route.region != state.region {
+        warn!(request_id = id, wanted = %head.route.region, region = %state.region, tier = %head.route.tier, "misrouted request refused");
+        let msg = format!(
+            "request routed to {} reached the gateway for {}",
+            head.route.region, state.region
+        );
+        refuse(send, &state.codec, ErrorCode::Misrouted, msg).await;
+        return;
+    }
+    let Some(stopped) = send.stream().map(|s| s.stopped()) else {
+        return;
+    };
+    tokio::pin!(stopped);
+    let limit = state.max_body.saturating_sub(rest.len());
+    let body = match recv.read_to_end(limit).await {
+        Ok(b) if rest.is_empty() => Bytes::from(b),
+        Ok(b) => {
+            let mut all = Vec::with_capacity(rest.len() + b.len());
+            all.extend_from_slice(&rest);
+            all.extend_from_slice(&b);
+            Bytes::from(all)
+        }
+        Err(e) => {
+            debug!(request_id = id, error = %e, "request body not received");
+            refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await;
+            return;
+        }
+    };
+    let sent = tokio::select! {
+        r = state.upstream.send(&head.method, &head.path, &head.headers, body) => r,
+        _ = &mut stopped => {
+            debug!(request_id = id, "agent cancelled before the provider answered");
+            return;
+        }
+    };
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            let code = match e {
+                UpstreamError::BadRequest(_) => ErrorCode::BadRequest,
+                UpstreamError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
+                UpstreamError::Timeout(_) => ErrorCode::UpstreamTimeout,
+            };
+            warn!(request_id = id, region = %state.region, error = %e, "provider request failed");
+            refuse(send, &state.codec, code, e.to_string()).await;
+            return;
+        }
+    };
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| FORWARD_RESPONSE_HEADERS.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let Some(s) = send.stream() else { return };
+    let head_frame = Frame::ResponseHead(ResponseHead { status, headers });
+    if write_frame(s, &state.codec, &head_frame).await.is_err() {
+        return;
+    }
+    let mut body = resp.into_body();
+    let mut bytes: u64 = 0;
+    loop {
+        let next = tokio::select! {
+            f = body.frame() => f,
+            _ = &mut stopped => {
+                debug!(request_id = id, bytes, "agent cancelled mid-response");
+                return;
+            }
+        };
+        match next {
+            None => {
+                send.finish();
+                debug!(request_id = id, status, bytes, "forwarded");
+                return;
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes += data.len() as u64;
+                    if send.write_chunk(data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                warn!(request_id = id, bytes, error = %e, "provider failed mid-response");
+                send.reset(RESET_UPSTREAM_FAILED);
+                return;
+            }
+        }
+    }
+}

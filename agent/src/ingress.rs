@@ -1,0 +1,438 @@
+//! The application-facing side: OpenAI-compatible HTTP/1.1 on loopback (or a
+//! branch LAN address). Each request is read, checked, classified, routed and
+//! forwarded on its own QUIC stream; the answer streams back as it arrives.
+
+pub mod error;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Limited, StreamBody};
+use hyper::body::{Frame as BodyFrame, Incoming};
+use hyper_util::rt::TokioIo;
+use residency_proto::{Codec, Frame, RequestHead, RouteFacts, Tier};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::route::Router;
+use crate::transport::pool::GatewayPool;
+use crate::transport::{read_frame, GuardedSend, STOP_CANCELLED};
+use error::ApiError;
+
+/// Response body type of the agent.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+/// Header: the agent's id for the request.
+pub const HDR_REQUEST_ID: &str = "x-residency-request-id";
+/// Header: the sensitivity tier found.
+pub const HDR_TIER: &str = "x-residency-tier";
+/// Header: the region that served the request.
+pub const HDR_REGION: &str = "x-residency-region";
+/// Header: the gateway endpoint that served the request.
+pub const HDR_ENDPOINT: &str = "x-residency-endpoint";
+/// Header: what was decided (`allow`, `deny`, `no_route`, `error`).
+pub const HDR_DECISION: &str = "x-residency-decision";
+/// Header: the rule that decided.
+pub const HDR_RULE: &str = "x-residency-rule";
+
+/// Request headers the agent passes to the gateway (the gateway filters again).
+const FORWARD_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "openai-beta",
+    "openai-organization",
+    "openai-project",
+    "user-agent",
+];
+
+/// The response body failed after the response started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BodyError(pub String);
+
+/// What the ingress needs to serve requests.
+#[derive(Debug)]
+pub struct Ingress {
+    pub(crate) pool: Arc<GatewayPool>,
+    pub(crate) router: Router,
+    pub(crate) codec: Codec,
+    pub(crate) max_body: usize,
+}
+
+/// The OpenAI API paths the agent serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiPath {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    Models,
+}
+
+impl ApiPath {
+    fn parse(method: &Method, path: &str) -> Result<ApiPath, ApiError> {
+        let p = match path {
+            "/v1/chat/completions" => ApiPath::ChatCompletions,
+            "/v1/completions" => ApiPath::Completions,
+            "/v1/embeddings" => ApiPath::Embeddings,
+            "/v1/responses" => ApiPath::Responses,
+            "/v1/models" => ApiPath::Models,
+            p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => ApiPath::Models,
+            _ => return Err(ApiError::not_found(method, path)),
+        };
+        let want = if p == ApiPath::Models {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        if method != want {
+            return Err(ApiError::method_not_allowed(method, path));
+        }
+        Ok(p)
+    }
+}
+
+/// Accepts HTTP connections until `shutdown`, then stops accepting and lets
+/// open requests finish (tracked by `tracker`).
+pub async fn serve(
+    listener: TcpListener,
+    ingress: Arc<Ingress>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let ingress = ingress.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let ingress = ingress.clone();
+            async move { Ok::<_, Infallible>(handle(&ingress, req, peer).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(tcp), svc);
+        let conn = graceful.watch(conn);
+        tracker.spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "http connection ended with error");
+            }
+        });
+    }
+    tracker.spawn(graceful.shutdown());
+}
+
+/// Serves one request; every outcome is a response.
+pub async fn handle(
+    ingress: &Ingress,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+) -> http::Response<Body> {
+    let request_id = new_request_id();
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    match process(ingress, req, &request_id).await {
+        Ok(resp) => {
+            info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = resp.status().as_u16(),
+                tier = resp.headers().get(HDR_TIER).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                region = resp.headers().get(HDR_REGION).and_then(|v| v.to_str().ok()).unwrap_or(""),
+                head_ms = started.elapsed().as_secs_f64() * 1e3, "forwarded");
+            resp
+        }
+        Err(e) => {
+            info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = e.status.as_u16(), code = e.code, "refused");
+            e.into_response(&request_id)
+        }
+    }
+}
+
+fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn process(
+    ingress: &Ingress,
+    req: http::Request<Incoming>,
+    request_id: &str,
+) -> Result<http::Response<Body>, ApiError> {
+    let api = ApiPath::parse(req.method(), req.uri().path())?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > ingress.max_body as u64 {
+            return Err(ApiError::too_large(ingress.max_body));
+        }
+    }
+    let body = match Limited::new(body, ingress.max_body).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::too_large(ingress.max_body))
+        }
+        Err(e) => {
+            return Err(ApiError::body_read(format!(
+                "cannot read request body: {e}"
+            )))
+        }
+    };
+    let tier = if api == ApiPath::Models {
+        Tier::Public
+    } else {
+        check_json(&body)?;
+        // Routing is static until classification plugs in here.
+        Tier::Public
+    };
+    let choice = ingress.router.choose(tier);
+    let Some((link, conn)) = choice
+        .allowed
+        .iter()
+        .find_map(|r| ingress.pool.connection_for(r))
+    else {
+        let tried: Vec<&str> = choice.allowed.iter().map(|r| r.as_str()).collect();
+        return Err(ApiError::no_route(if tried.is_empty() {
+            format!("no configured region may receive {tier} data")
+        } else {
+            format!(
+                "no gateway reachable for {tier} data in the allowed regions: {}",
+                tried.join(", ")
+            )
+        }));
+    };
+    let head = RequestHead {
+        request_id: request_id.to_owned(),
+        method,
+        path: path_and_query,
+        headers: forward_headers(&parts.headers),
+        route: RouteFacts {
+            region: link.region.clone(),
+            tier,
+            policy_version: None,
+        },
+    };
+    let (send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| ApiError::gateway_failed(format!("gateway {} unavailable: {e}", link.name)))?;
+    let mut send = GuardedSend::new(send);
+    let mut out = ingress
+        .codec
+        .encode_to_vec(&Frame::RequestHead(head))
+        .map_err(|e| ApiError::body_read(e.to_string()))?;
+    out.extend_from_slice(&body);
+    send.write_all(&out)
+        .await
+        .map_err(|e| ApiError::gateway_failed(format!("gateway {} failed: {e}", link.name)))?;
+    send.finish();
+    let (frame, rest) = match read_frame(&mut recv, &ingress.codec).await {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return Err(ApiError::gateway_failed(format!(
+                "gateway {} closed the stream without answering",
+                link.name
+            )))
+        }
+        Err(e) => {
+            return Err(ApiError::gateway_failed(format!(
+                "gateway {} failed before answering: {e}",
+                link.name
+            )))
+        }
+    };
+    let head = match frame {
+        Frame::ResponseHead(h) => h,
+        Frame::Error(e) => {
+            warn!(request_id, region = %link.region, code = e.code.as_str(), message = %e.message, "gateway refused");
+            return Err(ApiError::from_frame(&e));
+        }
+        _ => {
+            return Err(ApiError::gateway_failed(format!(
+                "gateway {} sent an unexpected frame",
+                link.name
+            )))
+        }
+    };
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let sse = head
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
+    let mut resp = http::Response::new(relay(rest, recv, sse));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (k, v) in &head.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, HDR_REQUEST_ID, request_id);
+    set(h, HDR_TIER, tier.as_str());
+    set(h, HDR_REGION, link.region.as_str());
+    set(h, HDR_ENDPOINT, &link.name);
+    set(h, HDR_DECISION, "allow");
+    set(h, HDR_RULE, choice.rule);
+    if sse {
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+    }
+    Ok(resp)
+}
+
+/// 400 unless the body is one JSON object; the message says where it breaks.
+fn check_json(body: &[u8]) -> Result<(), ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(ApiError::bad_json(
+            "request body is empty; expected a JSON object".into(),
+        ));
+    }
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        return Err(ApiError::bad_json(
+            format!(
+                "request body is not valid JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+            .replace(&format!(" at line {} column {}", e.line(), e.column()), ""),
+        ));
+    }
+    if first != Some(&b'{') {
+        return Err(ApiError::bad_json(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    FORWARD_HEADERS
+        .iter()
+        .filter_map(|k| {
+            let v = headers.get(*k)?.to_str().ok()?;
+            Some(((*k).to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+enum Relay {
+    Start(Bytes, quinn::RecvStream),
+    Reading(quinn::RecvStream),
+    Failed(String),
+    Done,
+}
+
+/// The response body: bytes from the gateway as they arrive. A clean finish
+/// ends the body; a reset or lost connection ends it with an error (after an
+/// SSE `error` event for streaming clients), never as a silent success.
+fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool) -> Body {
+    let stream = futures_util::stream::unfold(Relay::Start(first, recv), move |state| async move {
+        match state {
+            Relay::Start(first, recv) if !first.is_empty() => {
+                Some((Ok(BodyFrame::data(first)), Relay::Reading(recv)))
+            }
+            Relay::Start(_, mut recv) | Relay::Reading(mut recv) => {
+                match recv.read_chunk(64 * 1024, true).await {
+                    Ok(Some(chunk)) => {
+                        Some((Ok(BodyFrame::data(chunk.bytes)), Relay::Reading(recv)))
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        let _ = recv.stop(STOP_CANCELLED.into());
+                        let msg = format!("the response was interrupted: {e}");
+                        warn!(error = %e, "gateway stream failed mid-response");
+                        if sse {
+                            Some((Ok(BodyFrame::data(sse_error(&msg))), Relay::Failed(msg)))
+                        } else {
+                            Some((Err(BodyError(msg)), Relay::Done))
+                        }
+                    }
+                }
+            }
+            Relay::Failed(msg) => Some((Err(BodyError(msg)), Relay::Done)),
+            Relay::Done => None,
+        }
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+fn sse_error(message: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": "stream_interrupted", "code": "upstream_interrupted"}
+    });
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_methods() {
+        assert_eq!(
+            ApiPath::parse(&Method::POST, "/v1/chat/completions"),
+            Ok(ApiPath::ChatCompletions)
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::GET, "/v1/models/gpt-4o"),
+            Ok(ApiPath::Models)
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::POST, "/v1/nope")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::GET, "/v1/embeddings")
+                .unwrap_err()
+                .status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn json_errors_say_where() {
+        let e = check_json(b"{\n  \"model\": \"x\",\n  oops\n}").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(check_json(b"[1,2]").is_err());
+        assert!(check_json(b"   ").is_err());
+        assert!(check_json(b" {\"a\":1} ").is_ok());
+    }
+}
