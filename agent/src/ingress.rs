@@ -384,7 +384,12 @@ fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool) -> Body {
                     }
                 }
             }
-            Relay::Failed(msg) => Some((Err(BodyError(msg)), Relay::Done)),
+            Relay::Failed(msg) => {
+                // Let the server flush the error event before the connection
+                // is cut (hyper drops unflushed data when a body fails).
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Some((Err(BodyError(msg)), Relay::Done))
+            }
             Relay::Done => None,
         }
     });

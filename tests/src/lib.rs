@@ -1,1 +1,307 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: a fleet of real gateways and a real agent
+//! on `127.0.0.1:0`, with real QUIC, TLS and certificates in a temporary
+//! directory. Only the model provider is a mock.
+
+// Test support code: a failed step should panic with the reason.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use residency_agent::config::{AgentConfig, GatewayConfig};
+use residency_agent::demo::mock_provider::{MockOptions, MockProvider};
+use residency_agent::keys::{self, GeneratedKeys, KeysSpec};
+use residency_agent::{AgentHandle, GatewayHandle};
+use residency_proto::RegionId;
+use tempfile::TempDir;
+
+/// Mumbai, Hyderabad, N. Virginia.
+pub const REGIONS: [&str; 3] = ["aws:ap-south-1", "aws:ap-south-2", "aws:us-east-1"];
+
+/// How to build a fleet.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// Regions to run a gateway (and a mock provider) for.
+    pub regions: Vec<&'static str>,
+    /// The agent's default region.
+    pub default_region: &'static str,
+    /// Mock provider behaviour.
+    pub mock: MockOptions,
+    /// Extra lines appended to agent.toml.
+    pub agent_extra: String,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            regions: REGIONS.to_vec(),
+            default_region: "aws:us-east-1",
+            mock: MockOptions {
+                chunk_delay: Duration::from_millis(5),
+                ..MockOptions::default()
+            },
+            agent_extra: String::new(),
+        }
+    }
+}
+
+/// Real gateways and a real agent, in-process.
+pub struct Fleet {
+    /// Certificates and configs live here.
+    pub dir: TempDir,
+    /// The generated certificates.
+    pub keys: GeneratedKeys,
+    /// One mock provider per region, same order as the options' regions.
+    pub providers: Vec<MockProvider>,
+    /// One gateway per region (None once stopped).
+    pub gateways: Vec<Option<GatewayHandle>>,
+    /// The agent.
+    pub agent: AgentHandle,
+}
+
+/// Quick-failure QUIC settings for tests.
+pub const FAST_QUIC: &str = "\n[quic]\nidle_timeout_ms = 1500\nkeep_alive_ms = 300\n";
+
+/// Writes a gateway config for `region` into `dir` and returns its path.
+pub fn write_gateway_config(
+    dir: &Path,
+    region: &str,
+    upstream: &str,
+    listen: &str,
+    cert_stem: &str,
+) -> PathBuf {
+    let path = dir.join(format!("gw-{}.toml", region.replace(':', "-")));
+    let text = format!(
+        "region = \"{region}\"\nlisten = \"{listen}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}",
+        region.replace(':', "-")
+    );
+    std::fs::write(&path, text).expect("write gateway config");
+    path
+}
+
+/// The `[[gateway]]` block of agent.toml.
+pub fn gateway_block(region: &str, addr: SocketAddr) -> String {
+    format!(
+        "\n[[gateway]]\nregion = \"{region}\"\naddress = \"{addr}\"\nserver_name = \"localhost\"\nname = \"gw-{}\"\n",
+        region.replace(':', "-")
+    )
+}
+
+/// agent.toml text using the fleet CA and agent certificate in `certs/`.
+pub fn agent_config_text(default_region: &str, gateways: &str, extra: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\ndefault_region = \"{default_region}\"\n{extra}\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n{gateways}{FAST_QUIC}"
+    )
+}
+
+/// Generates a fleet CA and certificates for [`REGIONS`] into `dir/certs`.
+pub fn gen_keys(dir: &Path) -> GeneratedKeys {
+    keys::generate(
+        &dir.join("certs"),
+        &KeysSpec {
+            regions: REGIONS.iter().map(|r| RegionId::new(r).unwrap()).collect(),
+            agent_name: "test-branch".into(),
+            extra_names: vec![],
+        },
+    )
+    .expect("generate keys")
+}
+
+impl Fleet {
+    /// Starts mock providers, gateways and the agent; waits until the agent
+    /// is connected to every gateway.
+    pub async fn start(opts: FleetOptions) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = gen_keys(dir.path());
+        let mut providers = Vec::new();
+        let mut gateways = Vec::new();
+        let mut blocks = String::new();
+        for region in &opts.regions {
+            let mut mock = opts.mock.clone();
+            mock.label = region.to_string();
+            let p = MockProvider::start("127.0.0.1:0".parse().unwrap(), mock)
+                .await
+                .expect("mock");
+            let stem = keys::gateway_stem(&RegionId::new(region).unwrap());
+            let path =
+                write_gateway_config(dir.path(), region, &p.base_url(), "127.0.0.1:0", &stem);
+            let gw = GatewayHandle::start(GatewayConfig::load(&path).expect("gateway config"))
+                .await
+                .expect("gateway start");
+            blocks.push_str(&gateway_block(region, gw.local_addr()));
+            providers.push(p);
+            gateways.push(Some(gw));
+        }
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            agent_config_text(opts.default_region, &blocks, &opts.agent_extra),
+        )
+        .unwrap();
+        let agent = AgentHandle::start(AgentConfig::load(&path).expect("agent config"))
+            .await
+            .expect("agent start");
+        assert!(
+            agent.wait_connected(Duration::from_secs(10)).await,
+            "agent did not connect to every gateway"
+        );
+        Fleet {
+            dir,
+            keys,
+            providers,
+            gateways,
+            agent,
+        }
+    }
+
+    /// The agent's `http://ADDR/v1`.
+    pub fn base(&self) -> String {
+        self.agent.base_url()
+    }
+
+    /// The mock provider behind `region`.
+    pub fn provider(&self, region: &str) -> &MockProvider {
+        let i = REGIONS
+            .iter()
+            .position(|r| *r == region)
+            .expect("known region");
+        &self.providers[i]
+    }
+}
+
+/// A plain HTTP/1 client.
+pub fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends a request and returns the response with its body unread.
+pub async fn request(
+    method: &str,
+    url: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> hyper::Response<Incoming> {
+    let mut b = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    client().request(req).await.expect("request sent")
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Headers.
+    pub headers: hyper::HeaderMap,
+    /// Body text.
+    pub body: String,
+}
+
+impl Answer {
+    /// A header value ("" if missing).
+    pub fn header(&self, k: &str) -> &str {
+        self.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// Sends a request and reads the whole answer.
+pub async fn send(method: &str, url: &str, body: &str) -> Answer {
+    send_with(method, url, body, &[]).await
+}
+
+/// Sends a request with extra headers and reads the whole answer.
+pub async fn send_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    let resp = request(method, url, body, headers).await;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A chat completion request body.
+pub fn chat(content: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": "mock-gpt",
+        "stream": stream,
+        "messages": [{"role": "user", "content": content}],
+    })
+    .to_string()
+}
+
+/// The `residency-agent` binary built alongside the tests.
+pub fn agent_bin() -> PathBuf {
+    let mut dir = std::env::current_exe().expect("current exe");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("residency-agent{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `residency-agent gateway --config PATH` and waits until it logs
+/// that it listens; returns the process and its UDP address.
+pub fn spawn_gateway(config: &Path) -> (Proc, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(agent_bin())
+        .args(["--log-format", "json", "gateway", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.expect("gateway stderr");
+        if line.contains("gateway listening") {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
+            addr = Some(v["listen"].as_str().unwrap().parse().unwrap());
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), addr.expect("gateway did not start"))
+}

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ pub struct ReceivedRequest {
 pub struct MockProvider {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<ReceivedRequest>>>,
+    cancelled: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
 
@@ -71,9 +73,10 @@ impl MockProvider {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
+        let cancelled = Arc::new(AtomicUsize::new(0));
         let shutdown = CancellationToken::new();
         let opts = Arc::new(opts);
-        let (rec, stop) = (received.clone(), shutdown.clone());
+        let (rec, stop, cancel_count) = (received.clone(), shutdown.clone(), cancelled.clone());
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
@@ -82,10 +85,11 @@ impl MockProvider {
                 };
                 let _ = tcp.set_nodelay(true);
                 let (rec, opts, stop) = (rec.clone(), opts.clone(), stop.clone());
+                let cancel_count = cancel_count.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        let (rec, opts) = (rec.clone(), opts.clone());
-                        async move { Ok::<_, Infallible>(serve(req, &rec, &opts).await) }
+                        let (rec, opts, cc) = (rec.clone(), opts.clone(), cancel_count.clone());
+                        async move { Ok::<_, Infallible>(serve(req, &rec, &opts, cc).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc);
@@ -99,6 +103,7 @@ impl MockProvider {
         Ok(MockProvider {
             addr,
             received,
+            cancelled,
             shutdown,
         })
     }
@@ -116,6 +121,11 @@ impl MockProvider {
     /// Everything received so far.
     pub fn received(&self) -> Vec<ReceivedRequest> {
         self.received.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Streamed answers whose reader went away before the end.
+    pub fn cancelled_streams(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     /// Stops serving and drops open connections.
@@ -144,6 +154,7 @@ async fn serve(
     req: http::Request<Incoming>,
     received: &Mutex<Vec<ReceivedRequest>>,
     opts: &MockOptions,
+    cancelled: Arc<AtomicUsize>,
 ) -> http::Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -186,7 +197,7 @@ async fn serve(
             json!({"id": &p["/v1/models/".len()..], "object":"model","created":1_700_000_000,"owned_by":opts.label}),
         ),
         (&Method::POST, "/v1/chat/completions") if stream => {
-            stream_chunks(opts, &text, move |i, piece| {
+            stream_chunks(opts, &text, cancelled, move |i, piece| {
                 json!({"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1_700_000_000,"model":model,
                        "choices":[{"index":0,"delta": if i == 0 {json!({"role":"assistant","content":piece})} else {json!({"content":piece})},
                                    "finish_reason":null}]})
@@ -199,7 +210,7 @@ async fn serve(
                    "usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}),
         ),
         (&Method::POST, "/v1/completions") if stream => {
-            stream_chunks(opts, &text, move |_, piece| {
+            stream_chunks(opts, &text, cancelled, move |_, piece| {
                 json!({"id":"cmpl-mock","object":"text_completion","created":1_700_000_000,"model":model,
                    "choices":[{"index":0,"text":piece,"finish_reason":null}]})
             })
@@ -234,27 +245,59 @@ async fn serve(
     }
 }
 
+/// Counts a stream as cancelled if it is dropped before its end.
+struct EndGuard {
+    done: bool,
+    cancelled: Arc<AtomicUsize>,
+}
+
+impl EndGuard {
+    fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 fn stream_chunks(
     opts: &MockOptions,
     text: &str,
+    cancelled: Arc<AtomicUsize>,
     chunk: impl Fn(usize, &str) -> Value + Send + 'static,
 ) -> http::Response<Body> {
     let words: Vec<String> = text.split(' ').map(str::to_owned).collect();
     let n = opts.chunks.max(1);
-    let per = words.len().div_ceil(n).max(1);
-    let pieces: Vec<String> = words
-        .chunks(per)
-        .map(|c| format!("{} ", c.join(" ")))
-        .collect();
+    let pieces: Vec<String> = if n >= words.len() {
+        (0..n)
+            .map(|i| format!("{} ", words[i % words.len()]))
+            .collect()
+    } else {
+        let per = words.len().div_ceil(n);
+        words
+            .chunks(per)
+            .map(|c| format!("{} ", c.join(" ")))
+            .collect()
+    };
     let delay = opts.chunk_delay;
     let gate = opts.hold_last_chunk.clone();
     let count = pieces.len();
-    let s = futures_util::stream::unfold(0usize, move |i| {
+    let guard = EndGuard {
+        done: false,
+        cancelled,
+    };
+    let s = futures_util::stream::unfold((0usize, guard), move |(i, guard)| {
         let piece = pieces.get(i).cloned();
         let gate = gate.clone();
         let ev = piece.as_ref().map(|p| chunk(i, p));
         async move {
             if i > count {
+                guard.finish();
                 return None;
             }
             tokio::time::sleep(delay).await;
@@ -271,7 +314,10 @@ fn stream_chunks(
                 }
                 None => "data: [DONE]\n\n".to_owned(),
             };
-            Some((Ok::<_, BodyError>(Frame::data(Bytes::from(data))), i + 1))
+            Some((
+                Ok::<_, BodyError>(Frame::data(Bytes::from(data))),
+                (i + 1, guard),
+            ))
         }
     });
     let mut r = http::Response::new(StreamBody::new(s).boxed_unsync());

@@ -1,0 +1,445 @@
+//! The request path end to end: application -> agent -> QUIC + mTLS ->
+//! gateway -> mock provider, and back, streaming.
+
+#![allow(clippy::unwrap_used)] // helpers below are test code too
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use residency_agent::config::{AgentConfig, GatewayConfig};
+use residency_agent::demo::mock_provider::{MockOptions, MockProvider};
+use residency_agent::keys::{self, KeysSpec};
+use residency_agent::AgentHandle;
+use residency_proto::RegionId;
+use residency_tests::*;
+use tokio::sync::Semaphore;
+
+#[tokio::test]
+async fn plain_chat_round_trip_with_headers_and_provider_key() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let a = send_with(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("Write a haiku about the monsoon", false),
+        &[("authorization", "Bearer sk-application-secret")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+    assert_eq!(a.header("x-residency-endpoint"), "gw-aws-us-east-1");
+    assert_eq!(a.header("x-residency-decision"), "allow");
+    assert!(a.header("x-residency-request-id").starts_with("req_"));
+    assert_eq!(
+        a.json()["choices"][0]["message"]["content"],
+        "Hello from the mock provider in aws:us-east-1."
+    );
+
+    // Exactly the chosen region's provider got it, with the gateway's key and
+    // not the application's credentials.
+    let got = fleet.provider("aws:us-east-1").received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path, "/v1/chat/completions");
+    assert_eq!(
+        got[0].authorization.as_deref(),
+        Some("Bearer provider-key-aws-us-east-1")
+    );
+    assert!(fleet.provider("aws:ap-south-1").received().is_empty());
+    assert!(fleet.provider("aws:ap-south-2").received().is_empty());
+}
+
+#[tokio::test]
+async fn every_openai_path_is_forwarded() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let base = fleet.base();
+    let cases = [
+        ("GET", "/models", ""),
+        ("GET", "/models/mock-gpt", ""),
+        (
+            "POST",
+            "/completions",
+            r#"{"model":"mock-gpt","prompt":"Say hi"}"#,
+        ),
+        (
+            "POST",
+            "/embeddings",
+            r#"{"model":"mock-embed","input":"monsoon"}"#,
+        ),
+        (
+            "POST",
+            "/responses",
+            r#"{"model":"mock-gpt","input":"Say hi"}"#,
+        ),
+    ];
+    for (method, path, body) in cases {
+        let a = send(method, &format!("{base}{path}"), body).await;
+        assert_eq!(a.status, 200, "{method} {path}: {}", a.body);
+        assert_eq!(a.header("x-residency-region"), "aws:us-east-1", "{path}");
+        assert!(!a.header("x-residency-request-id").is_empty());
+    }
+    let paths: Vec<String> = fleet
+        .provider("aws:us-east-1")
+        .received()
+        .into_iter()
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/models",
+            "/v1/models/mock-gpt",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/responses"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn streaming_is_not_buffered() {
+    let gate = Arc::new(Semaphore::new(0));
+    let fleet = Fleet::start(FleetOptions {
+        mock: MockOptions {
+            chunks: 4,
+            chunk_delay: Duration::from_millis(1),
+            hold_last_chunk: Some(gate.clone()),
+            ..MockOptions::default()
+        },
+        ..FleetOptions::default()
+    })
+    .await;
+    let resp = request(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("Stream please", true),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = resp.into_body();
+    // The provider holds its last chunk until we say so: the first chunk can
+    // only arrive now if nothing on the way buffers.
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("first chunk arrived while the provider still held the last one")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    gate.add_permits(1);
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap()
+        .unwrap()
+        .to_bytes();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first),
+        String::from_utf8_lossy(&rest)
+    );
+    assert_eq!(all.matches("chat.completion.chunk").count(), 4);
+    assert!(all.trim_end().ends_with("data: [DONE]"));
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_all_succeed() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let url = format!("{}/chat/completions", fleet.base());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = send("POST", &url, &chat(&format!("question {i}"), i % 2 == 0)).await;
+            (a.status, a.header("x-residency-region").to_owned(), a.body)
+        }));
+    }
+    for t in tasks {
+        let (status, region, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(region, "aws:us-east-1");
+    }
+    assert_eq!(fleet.provider("aws:us-east-1").received().len(), 200);
+}
+
+#[tokio::test]
+async fn client_errors_are_openai_shaped() {
+    let fleet = Fleet::start(FleetOptions {
+        agent_extra: "max_body_bytes = 4096".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let base = fleet.base();
+
+    let a = send(
+        "POST",
+        &format!("{base}/chat/completions"),
+        "{\"model\": \"x\",\n \"messages\": [}",
+    )
+    .await;
+    assert_eq!(a.status, 400);
+    let e = &a.json()["error"];
+    assert_eq!(e["type"], "invalid_request_error");
+    assert!(e["message"].as_str().unwrap().contains("line 2"), "{e}");
+
+    let big = chat(&"a".repeat(5000), false);
+    let a = send("POST", &format!("{base}/chat/completions"), &big).await;
+    assert_eq!(a.status, 413);
+    assert_eq!(a.json()["error"]["code"], "request_too_large");
+
+    let a = send("POST", &format!("{base}/images/generations"), "{}").await;
+    assert_eq!(a.status, 404);
+    assert!(a.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/v1/images/generations"));
+
+    let a = send("GET", &format!("{base}/chat/completions"), "").await;
+    assert_eq!(a.status, 405);
+
+    // None of these reached a provider.
+    for r in REGIONS {
+        assert!(fleet.provider(r).received().is_empty(), "{r}");
+    }
+}
+
+#[tokio::test]
+async fn no_reachable_gateway_is_503() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    // A UDP port with nothing behind it.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = sock.local_addr().unwrap();
+    drop(sock);
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        agent_config_text("aws:ap-south-1", &gateway_block("aws:ap-south-1", dead), ""),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agent.base_url()),
+        &chat("hello", false),
+    )
+    .await;
+    assert_eq!(a.status, 503);
+    assert_eq!(a.json()["error"]["type"], "no_compliant_route");
+    assert!(a.body.contains("aws:ap-south-1"), "{}", a.body);
+    assert_eq!(a.header("x-residency-decision"), "no_route");
+}
+
+#[tokio::test]
+async fn gateway_rejects_agent_certificate_from_another_ca() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    // A second, unrelated CA issues the agent certificate; the agent still
+    // trusts the real fleet CA for gateways.
+    let other = tempfile::tempdir().unwrap();
+    let rogue = keys::generate(other.path(), &KeysSpec::default()).unwrap();
+    let gw = fleet.gateways[0].as_ref().unwrap();
+    let path = other.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndefault_region = \"aws:ap-south-1\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{}{FAST_QUIC}",
+            fleet.keys.ca_cert.display(),
+            rogue.agent.0.display(),
+            rogue.agent.1.display(),
+            gateway_block("aws:ap-south-1", gw.local_addr()),
+        ),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(!agent.wait_connected(Duration::from_secs(2)).await);
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agent.base_url()),
+        &chat("hello", false),
+    )
+    .await;
+    assert_eq!(a.status, 503);
+    assert!(fleet.provider("aws:ap-south-1").received().is_empty());
+}
+
+#[tokio::test]
+async fn agent_rejects_gateway_certificate_naming_another_region() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    // The config says Mumbai, but the address is the Virginia gateway, whose
+    // certificate (valid, same CA) names aws:us-east-1.
+    let virginia = fleet.gateways[2].as_ref().unwrap();
+    let path = fleet.dir.path().join("misconfigured.toml");
+    std::fs::write(
+        &path,
+        agent_config_text(
+            "aws:ap-south-1",
+            &gateway_block("aws:ap-south-1", virginia.local_addr()),
+            "",
+        ),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(!agent.wait_connected(Duration::from_secs(2)).await);
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agent.base_url()),
+        &chat("hello", false),
+    )
+    .await;
+    assert_eq!(a.status, 503);
+    assert!(fleet.provider("aws:us-east-1").received().is_empty());
+}
+
+#[tokio::test]
+async fn gateway_refuses_a_request_for_another_region() {
+    // Defence in depth: even a hand-made request head naming another region
+    // is refused by the gateway, and the provider never sees it.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let link = fleet
+        .agent
+        .pool()
+        .connection_for(&RegionId::new("aws:us-east-1").unwrap())
+        .unwrap();
+    let (send, mut recv) = link.1.open_bi().await.unwrap();
+    let mut send = residency_agent::transport::GuardedSend::new(send);
+    let codec = residency_proto::Codec::default();
+    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
+        request_id: "req_test".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![],
+        route: residency_proto::RouteFacts {
+            region: RegionId::new("aws:ap-south-1").unwrap(),
+            tier: residency_proto::Tier::Restricted,
+            policy_version: None,
+        },
+    });
+    send.write_all(&codec.encode_to_vec(&head).unwrap())
+        .await
+        .unwrap();
+    send.write_all(chat("x", false).as_bytes()).await.unwrap();
+    send.finish();
+    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
+        .await
+        .unwrap()
+        .unwrap();
+    match frame {
+        residency_proto::Frame::Error(e) => {
+            assert_eq!(e.code, residency_proto::ErrorCode::Misrouted)
+        }
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    assert!(fleet.provider("aws:us-east-1").received().is_empty());
+}
+
+#[tokio::test]
+async fn cancelling_the_client_cancels_upstream() {
+    let fleet = Fleet::start(FleetOptions {
+        mock: MockOptions {
+            chunks: 200,
+            chunk_delay: Duration::from_millis(20),
+            ..MockOptions::default()
+        },
+        ..FleetOptions::default()
+    })
+    .await;
+    let resp = request(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("a long story", true),
+        &[],
+    )
+    .await;
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    let provider = fleet.provider("aws:us-east-1");
+    for _ in 0..100 {
+        if provider.cancelled_streams() == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the provider's stream was not cancelled within 5 s");
+}
+
+#[tokio::test]
+async fn gateway_killed_mid_stream_is_an_error_not_a_truncated_success() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let mock = MockProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            chunks: 300,
+            chunk_delay: Duration::from_millis(20),
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stem = keys::gateway_stem(&RegionId::new("aws:ap-south-1").unwrap());
+    let cfg = write_gateway_config(
+        dir.path(),
+        "aws:ap-south-1",
+        &mock.base_url(),
+        "127.0.0.1:0",
+        &stem,
+    );
+    // Checks the file the process will read is valid before spawning it.
+    GatewayConfig::load(&cfg).unwrap();
+    let (mut gateway, addr) = spawn_gateway(&cfg);
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        agent_config_text("aws:ap-south-1", &gateway_block("aws:ap-south-1", addr), ""),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(agent.wait_connected(Duration::from_secs(10)).await);
+
+    kill_mid_body(&agent, &mut gateway).await;
+}
+
+async fn kill_mid_body(agent: &AgentHandle, gateway: &mut Proc) {
+    let url = format!("{}/chat/completions", agent.base_url());
+    let resp = request("POST", &url, &chat("a long story", true), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(!first.is_empty());
+    gateway.0.kill().unwrap();
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        text.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Some(Err(_)) => return Err(()),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await
+    .expect("the client learned of the failure within 10 s");
+    assert!(
+        outcome.is_err(),
+        "the body ended as if complete after the gateway died"
+    );
+    assert!(!text.contains("[DONE]"));
+    assert!(text.contains("event: error"), "no SSE error event: {text}");
+}
