@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use residency_agent::config::{AgentConfig, GatewayConfig};
 use residency_agent::demo::mock_provider::{MockOptions, MockProvider};
 use residency_agent::keys::{self, KeysSpec};
-use residency_agent::AgentHandle;
+use residency_agent::{AgentHandle, GatewayHandle};
 use residency_proto::RegionId;
 use residency_tests::*;
 use tokio::sync::Semaphore;
@@ -442,4 +442,41 @@ async fn kill_mid_body(agent: &AgentHandle, gateway: &mut Proc) {
     );
     assert!(!text.contains("[DONE]"));
     assert!(text.contains("event: error"), "no SSE error event: {text}");
+}
+
+#[tokio::test]
+async fn provider_unreachable_is_502() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let sock = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", sock.local_addr().unwrap());
+    drop(sock);
+    let stem = keys::gateway_stem(&RegionId::new("aws:ap-south-1").unwrap());
+    let cfg = write_gateway_config(dir.path(), "aws:ap-south-1", &dead, "127.0.0.1:0", &stem);
+    let gw = GatewayHandle::start(GatewayConfig::load(&cfg).unwrap())
+        .await
+        .unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        agent_config_text(
+            "aws:ap-south-1",
+            &gateway_block("aws:ap-south-1", gw.local_addr()),
+            "",
+        ),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(agent.wait_connected(Duration::from_secs(10)).await);
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agent.base_url()),
+        &chat("hello", false),
+    )
+    .await;
+    assert_eq!(a.status, 502, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "upstream_unavailable");
+    assert!(!a.header("x-residency-request-id").is_empty());
 }
