@@ -69,6 +69,8 @@ impl AgentHandle {
         let ingress = Arc::new(Ingress {
             pool: pool.clone(),
             router,
+            classifier: crate::classify::Classifier::new(),
+            unscannable_tier: cfg.unscannable_tier,
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
         });

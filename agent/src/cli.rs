@@ -1,4 +1,4 @@
-//! The command line: `run`, `gateway`, `demo`, `keys gen`, `version`.
+//! The command line: `run`, `gateway`, `demo`, `classify`, `keys gen`, `version`.
 //!
 //! Exit codes: 0 success, 1 failure while running, 64 bad configuration or
 //! usage (EX_USAGE), 65 bad input data (EX_DATAERR).
@@ -53,6 +53,8 @@ pub enum Command {
     },
     /// Run a mock provider, three gateways and the agent on loopback.
     Demo(DemoArgs),
+    /// Classify text (or an OpenAI request body) and print the entities as JSON.
+    Classify(ClassifyArgs),
     /// Certificates for a development fleet.
     Keys {
         /// Keys subcommand.
@@ -75,6 +77,24 @@ pub struct DemoArgs {
     /// Where certificates and the generated configs go.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+}
+
+/// `classify` options (see `shared/spec/sensitivity.md`).
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Classify this text instead of reading standard input.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Standard input holds one `{"id","text"}` JSON object per line.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Also print each entity's value (the output may land in logs).
+    #[arg(long)]
+    pub show_values: bool,
+    /// Classify an OpenAI request body read from this file; prints the tier
+    /// and counts per entity type.
+    #[arg(long)]
+    pub request: Option<PathBuf>,
 }
 
 /// `keys` subcommands.
@@ -138,6 +158,29 @@ pub fn run(cli: Cli) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(&e.to_string(), 1),
+            }
+        }
+        Command::Classify(args) => {
+            use crate::classify::cli::{self as classify_cli, CliError, CliOptions};
+            let opts = CliOptions {
+                text: args.text,
+                jsonl: args.jsonl,
+                show_values: args.show_values,
+                request: args.request,
+            };
+            let stdin = std::io::stdin();
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let result = classify_cli::run(&opts, &mut stdin.lock(), &mut out);
+            let flushed = std::io::Write::flush(&mut out);
+            match (result, flushed) {
+                (Ok(()), Ok(())) => ExitCode::SUCCESS,
+                (Err(e @ CliError::ConflictingInputs), _) => fail(&e.to_string(), EXIT_CONFIG),
+                (Err(e @ (CliError::BadJsonLine { .. } | CliError::MissingText { .. })), _) => {
+                    fail(&e.to_string(), EXIT_DATA)
+                }
+                (Err(e), _) => fail(&e.to_string(), 1),
+                (Ok(()), Err(e)) => fail(&format!("cannot write output: {e}"), 1),
             }
         }
         Command::Run { config } => {

@@ -26,6 +26,10 @@ pub struct AgentConfig {
     pub max_body_bytes: usize,
     /// The region requests go to when nothing requires otherwise.
     pub default_region: RegionId,
+    /// Tier given to requests with content that cannot be scanned (images,
+    /// audio, files). Fail closed: `restricted` unless you know better.
+    #[serde(default = "default_unscannable_tier")]
+    pub unscannable_tier: residency_proto::Tier,
     /// Regions that restricted and confidential requests may use.
     #[serde(default = "default_india_regions")]
     pub india_regions: Vec<RegionId>,
@@ -139,6 +143,10 @@ fn default_gateway_listen() -> SocketAddr {
 
 fn default_max_body() -> usize {
     DEFAULT_MAX_BODY_BYTES
+}
+
+fn default_unscannable_tier() -> residency_proto::Tier {
+    residency_proto::Tier::Restricted
 }
 
 fn default_upstream_timeout() -> u64 {

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use residency_proto::{
     Codec, ErrorCode, ErrorFrame, Frame, Hello, RegionId, RequestHead, ResponseHead, Role,
@@ -331,12 +333,35 @@ async fn forward(
         .filter(|(k, _)| FORWARD_RESPONSE_HEADERS.contains(&k.as_str()))
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let Some(s) = send.stream() else { return };
     let head_frame = Frame::ResponseHead(ResponseHead { status, headers });
-    if write_frame(s, &state.codec, &head_frame).await.is_err() {
+    let Ok(mut out) = state.codec.encode_to_vec(&head_frame) else {
+        refuse(
+            send,
+            &state.codec,
+            ErrorCode::Internal,
+            "response head too large".into(),
+        )
+        .await;
+        return;
+    };
+    let mut body = resp.into_body();
+    let mut bytes: u64 = 0;
+    // A small answer is usually complete already: send head, body and end of
+    // stream together instead of one packet each.
+    if let Some(Some(Ok(frame))) = body.frame().now_or_never() {
+        if let Ok(data) = frame.into_data() {
+            bytes += data.len() as u64;
+            out.extend_from_slice(&data);
+        }
+    }
+    if send.write_all(&out).await.is_err() {
         return;
     }
-    let mut body = resp.into_body();
+    if body.is_end_stream() {
+        send.finish();
+        debug!(request_id = id, status, bytes, "forwarded");
+        return;
+    }
     let mut bytes: u64 = 0;
     loop {
         let next = tokio::select! {

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::classify::{Classifier, RequestClassification};
 use crate::route::Router;
 use crate::transport::pool::GatewayPool;
 use crate::transport::{read_frame, GuardedSend, STOP_CANCELLED};
@@ -62,6 +63,8 @@ pub struct BodyError(pub String);
 pub struct Ingress {
     pub(crate) pool: Arc<GatewayPool>,
     pub(crate) router: Router,
+    pub(crate) classifier: Classifier,
+    pub(crate) unscannable_tier: Tier,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
 }
@@ -202,13 +205,19 @@ async fn process(
             )))
         }
     };
-    let tier = if api == ApiPath::Models {
-        Tier::Public
+    let classification = if api == ApiPath::Models {
+        RequestClassification::default()
     } else {
         check_json(&body)?;
-        // Routing is static until classification plugs in here.
-        Tier::Public
+        ingress
+            .classifier
+            .scan_request(&body, ingress.unscannable_tier)
     };
+    let tier = classification.tier;
+    if tier > Tier::Public {
+        // Types and counts only: never the values.
+        info!(request_id, tier = %tier, entities = %classification.summary(), unscannable = ?classification.unscannable, "classified");
+    }
     let choice = ingress.router.choose(tier);
     let Some((link, conn)) = choice
         .allowed

@@ -9,6 +9,7 @@
 //! [`demo`] runs the whole thing on loopback.
 
 pub mod app;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod demo;

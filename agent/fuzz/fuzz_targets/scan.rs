@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     for e in &found {
         assert!(e.start < e.end, "empty span {e:?}");
         assert!(e.end <= text.len(), "span past the end {e:?}");
-        assert!(text.is_char_boundary(e.start) && text.is_char_boundary(e.end), "{e:?}");
+        assert!(
+            text.is_char_boundary(e.start) && text.is_char_boundary(e.end),
+            "{e:?}"
+        );
         assert!(e.start >= prev_end, "unsorted or overlapping {e:?}");
         prev_end = e.end;
     }

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::{Demo, DEMO_DEFAULT_REGION};
-use crate::ingress::{HDR_DECISION, HDR_ENDPOINT, HDR_REGION, HDR_REQUEST_ID};
+use crate::ingress::{HDR_DECISION, HDR_ENDPOINT, HDR_REGION, HDR_REQUEST_ID, HDR_TIER};
 
 /// What came back for one request.
 #[derive(Debug)]
@@ -102,7 +102,13 @@ fn routed(a: &Answer, region: &str) -> Result<(), String> {
     expect(a.status == 200, || {
         format!("status {} body {}", a.status, a.text())
     })?;
-    for h in [HDR_REQUEST_ID, HDR_REGION, HDR_ENDPOINT, HDR_DECISION] {
+    for h in [
+        HDR_REQUEST_ID,
+        HDR_REGION,
+        HDR_ENDPOINT,
+        HDR_DECISION,
+        HDR_TIER,
+    ] {
         expect(!a.header(h).is_empty(), || format!("missing header {h}"))?;
     }
     expect(a.header(HDR_REGION) == region, || {
@@ -111,6 +117,23 @@ fn routed(a: &Answer, region: &str) -> Result<(), String> {
     expect(a.header(HDR_DECISION) == "allow", || {
         format!("decision {}", a.header(HDR_DECISION))
     })
+}
+
+fn in_india(a: &Answer, tier: &str) -> Result<String, String> {
+    expect(a.status == 200, || {
+        format!("status {} body {}", a.status, a.text())
+    })?;
+    expect(a.header(HDR_TIER) == tier, || {
+        format!("classified {} instead of {tier}", a.header(HDR_TIER))
+    })?;
+    let region = a.header(HDR_REGION);
+    let india = region
+        .parse::<residency_proto::RegionId>()
+        .ok()
+        .and_then(|r| r.catalogue_entry())
+        .is_some_and(|r| r.jurisdiction == residency_proto::Jurisdiction::IN);
+    expect(india, || format!("{tier} request went to {region}"))?;
+    Ok(format!("tier {tier}, region {region}"))
 }
 
 /// Runs every step, printing one line each; true if all behaved.
@@ -205,6 +228,48 @@ pub async fn run(demo: &Demo) -> bool {
             expect(n == 2, || format!("{n} embeddings"))?;
             Ok("2 vectors".into())
         }),
+    );
+
+    // Restricted data (an Aadhaar number) must stay in India, streamed or not.
+    let aadhaar = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Customer Aadhaar 2345 6789 0124, summarise the KYC notes"}]}"#;
+    let r = send("POST", &chat, Some(aadhaar)).await;
+    t.step(
+        "Aadhaar number stays in India",
+        r.and_then(|a| in_india(&a, "restricted")),
+    );
+    let streamed = aadhaar.replacen('{', r#"{"stream":true,"#, 1);
+    let r = send("POST", &chat, Some(&streamed)).await;
+    t.step(
+        "streamed Aadhaar request stays in India",
+        r.and_then(|a| {
+            in_india(&a, "restricted")?;
+            expect(a.text().trim_end().ends_with("data: [DONE]"), || a.text())?;
+            Ok(format!("region {}", a.header(HDR_REGION)))
+        }),
+    );
+    let pan = r#"{"model":"mock-gpt","messages":[{"role":"system","content":"You are a KYC assistant."},{"role":"user","content":"Check PAN ABCPE1234F and mobile +91 98765 43210"}]}"#;
+    let r = send("POST", &chat, Some(pan)).await;
+    t.step(
+        "PAN and mobile (confidential) stay in India",
+        r.and_then(|a| in_india(&a, "confidential")),
+    );
+    let leaked = demo
+        .providers
+        .iter()
+        .zip(&demo.gateways)
+        .filter(|(_, g)| g.region().as_str() == DEMO_DEFAULT_REGION)
+        .flat_map(|(p, _)| p.received())
+        .filter(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            body.contains("2345 6789 0124") || body.contains("ABCPE1234F")
+        })
+        .count();
+    t.step(
+        "the N. Virginia provider never saw the sensitive requests",
+        expect(leaked == 0, || {
+            format!("{leaked} sensitive requests reached {DEMO_DEFAULT_REGION}")
+        })
+        .map(|()| "0 received".into()),
     );
 
     let r = send("POST", &format!("{base}/nope"), Some("{}")).await;
