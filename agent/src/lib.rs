@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod ingress;
 pub mod keys;
 pub mod route;
+pub mod store;
 pub mod telemetry;
 pub mod transport;
 

@@ -1,0 +1,442 @@
+//! Evaluation of a [`Policy`] against the facts of one request: which rule
+//! decides, the tier it was decided at, the regions allowed and a trace of why.
+//!
+//! The trace names tiers, entity types, countries, the app and the model, and
+//! never any request content.
+
+use std::fmt::Write as _;
+
+use residency_proto::{Jurisdiction, RegionId, Tier};
+
+use super::{
+    App, CountryPattern, ModelPattern, Policy, Rule, TierMatch, SUBJECT_COUNTRY_HEADER,
+    TIER_HEADER,
+};
+
+/// Where the data subject's country came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CountrySource {
+    /// A header the policy trusts from the calling app.
+    Header,
+    /// The site map (client CIDR to site to country).
+    SiteMap,
+    /// A GeoIP lookup of the client address.
+    GeoIp,
+    /// The agent's own configured site.
+    Site,
+    /// Not determined.
+    None,
+}
+
+/// What the agent knows about a request when it asks the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFacts<'a> {
+    /// The tier the classifier found.
+    pub tier: Tier,
+    /// Entity type names found (spec names, e.g. `aadhaar`).
+    pub entities: Vec<&'a str>,
+    /// The data subject's country, if known.
+    pub subject_country: Option<Jurisdiction>,
+    /// Where `subject_country` came from.
+    pub subject_country_source: CountrySource,
+    /// The calling app's name, if its key matched an `[[app]]`.
+    pub app: Option<&'a str>,
+    /// The requested model, if the request names one.
+    pub model: Option<&'a str>,
+    /// A tier floor set by a trusted app; it can raise the tier, never lower it.
+    pub tier_floor: Option<Tier>,
+    /// The request holds content that could not be scanned (images, audio, files).
+    pub unscannable: bool,
+}
+
+/// The outcome of evaluating a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Allow (with the allowed regions) or deny.
+    pub decision: Decision,
+    /// Name of the rule that decided, or `default`.
+    pub rule: String,
+    /// Index of the rule that decided; `None` for the default.
+    pub rule_index: Option<usize>,
+    /// The tier the decision was made at: the classified tier raised by the
+    /// trusted floor and by unscannable content.
+    pub effective_tier: Tier,
+    /// Why each rule before the deciding one did not match, and why it did.
+    pub trace: Vec<String>,
+}
+
+/// What a rule (or the default) decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request to a region in this set.
+    Allow(AllowSet),
+    /// Refuse the request (HTTP 451 naming the rule).
+    Deny {
+        /// Shown to the caller.
+        reason: String,
+    },
+}
+
+/// The regions an `allow` permits, in order of preference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowSet {
+    /// Regions named explicitly, most preferred first.
+    pub regions: Vec<RegionId>,
+    /// Jurisdictions whose regions are allowed, most preferred first.
+    pub jurisdictions: Vec<Jurisdiction>,
+    /// After the listed jurisdictions, any other known jurisdiction (`"*"`).
+    pub any_jurisdiction: bool,
+}
+
+/// Labels taken from request headers, only those the app is trusted to set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedLabels {
+    /// The subject's country from a trusted header.
+    pub subject_country: Option<Jurisdiction>,
+    /// A tier floor from a trusted header.
+    pub tier_floor: Option<Tier>,
+    /// What was taken or ignored and why, for the trace and logs.
+    pub notes: Vec<String>,
+}
+
+impl CountrySource {
+    /// Stable lowercase name for logs and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CountrySource::Header => "header",
+            CountrySource::SiteMap => "site_map",
+            CountrySource::GeoIp => "geoip",
+            CountrySource::Site => "site",
+            CountrySource::None => "none",
+        }
+    }
+}
+
+impl<'a> RequestFacts<'a> {
+    /// Facts with only a tier: no entities, country, app or model.
+    pub fn new(tier: Tier) -> Self {
+        RequestFacts {
+            tier,
+            entities: Vec::new(),
+            subject_country: None,
+            subject_country_source: CountrySource::None,
+            app: None,
+            model: None,
+            tier_floor: None,
+            unscannable: false,
+        }
+    }
+}
+
+impl Decision {
+    /// `allow` or `deny`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Allow(_) => "allow",
+            Decision::Deny { .. } => "deny",
+        }
+    }
+
+    /// The allowed set, if this is an allow.
+    pub fn allow_set(&self) -> Option<&AllowSet> {
+        match self {
+            Decision::Allow(set) => Some(set),
+            Decision::Deny { .. } => None,
+        }
+    }
+}
+
+impl AllowSet {
+    /// Whether the region may receive the request. A region whose jurisdiction
+    /// is unknown is permitted only if named explicitly.
+    pub fn permits(
+        &self,
+        id: &RegionId,
+        jurisdiction_of: impl Fn(&RegionId) -> Option<Jurisdiction>,
+    ) -> bool {
+        self.rank(id, jurisdiction_of(id)).is_some()
+    }
+
+    /// The permitted candidates in order of preference: explicitly named regions
+    /// first, in the rule's order; then the others by the rule's jurisdiction
+    /// order (`"*"` last), keeping the candidates' order within a jurisdiction.
+    /// Only candidates are returned, and never one outside the set.
+    pub fn ordered(
+        &self,
+        candidates: &[RegionId],
+        jurisdiction_of: impl Fn(&RegionId) -> Option<Jurisdiction>,
+    ) -> Vec<RegionId> {
+        let mut ranked: Vec<(usize, usize, &RegionId)> = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| self.rank(id, jurisdiction_of(id)).map(|r| (r, i, id)))
+            .collect();
+        ranked.sort_by_key(|&(rank, i, _)| (rank, i));
+        let mut out: Vec<RegionId> = Vec::with_capacity(ranked.len());
+        for (_, _, id) in ranked {
+            if !out.contains(id) {
+                out.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Lower is more preferred; `None` is not permitted.
+    fn rank(&self, id: &RegionId, jurisdiction: Option<Jurisdiction>) -> Option<usize> {
+        if let Some(i) = self.regions.iter().position(|r| r == id) {
+            return Some(i);
+        }
+        let base = self.regions.len();
+        let j = jurisdiction?;
+        if let Some(i) = self.jurisdictions.iter().position(|x| *x == j) {
+            return Some(base + i);
+        }
+        self.any_jurisdiction
+            .then_some(base + self.jurisdictions.len())
+    }
+
+    /// A short description, e.g. `regions [aws:ap-south-1] jurisdictions [IN, *]`.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        if !self.regions.is_empty() {
+            let r: Vec<&str> = self.regions.iter().map(RegionId::as_str).collect();
+            let _ = write!(s, "regions [{}]", r.join(", "));
+        }
+        if !self.jurisdictions.is_empty() || self.any_jurisdiction {
+            let mut j: Vec<&str> = self.jurisdictions.iter().map(Jurisdiction::as_str).collect();
+            if self.any_jurisdiction {
+                j.push("*");
+            }
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            let _ = write!(s, "jurisdictions [{}]", j.join(", "));
+        }
+        s
+    }
+}
+
+impl Policy {
+    /// Evaluates the policy: the first rule whose every condition holds decides,
+    /// else the default. Pure and deterministic.
+    pub fn evaluate(&self, facts: &RequestFacts<'_>) -> Evaluation {
+        let mut trace = Vec::new();
+        let mut tier = facts.tier;
+        trace.push(format!("classified tier: {tier}"));
+        if let Some(floor) = facts.tier_floor {
+            if floor > tier {
+                trace.push(format!("tier raised to {floor} by the app's {TIER_HEADER} floor"));
+                tier = floor;
+            } else {
+                trace.push(format!(
+                    "{TIER_HEADER} floor {floor} does not lower the tier {tier}"
+                ));
+            }
+        }
+        if facts.unscannable && self.unscannable_tier > tier {
+            tier = self.unscannable_tier;
+            trace.push(format!(
+                "tier raised to {tier}: the request has content that cannot be scanned"
+            ));
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            match check(rule, facts, tier) {
+                Ok(why) => {
+                    trace.push(format!(
+                        "rule[{i}] {:?}: matched: {why}; {}",
+                        rule.name,
+                        describe(&rule.action)
+                    ));
+                    return Evaluation {
+                        decision: rule.action.clone(),
+                        rule: rule.name.clone(),
+                        rule_index: Some(i),
+                        effective_tier: tier,
+                        trace,
+                    };
+                }
+                Err(why) => trace.push(format!("rule[{i}] {:?}: no match: {why}", rule.name)),
+            }
+        }
+        trace.push(format!(
+            "no rule matched; default: {}",
+            describe(&self.default)
+        ));
+        Evaluation {
+            decision: self.default.clone(),
+            rule: "default".into(),
+            rule_index: None,
+            effective_tier: tier,
+            trace,
+        }
+    }
+
+    /// [`AllowSet::permits`] with this policy's region catalogue.
+    pub fn permits(&self, set: &AllowSet, id: &RegionId) -> bool {
+        set.permits(id, |r| self.jurisdiction_of(r))
+    }
+
+    /// [`AllowSet::ordered`] with this policy's region catalogue.
+    pub fn ordered(&self, set: &AllowSet, candidates: &[RegionId]) -> Vec<RegionId> {
+        set.ordered(candidates, |r| self.jurisdiction_of(r))
+    }
+}
+
+/// Reads the labels an app is trusted to set from request headers (names
+/// compared case-insensitively). An untrusted app's labels are ignored; a
+/// trusted tier header that is not a tier counts as `restricted` (fail closed);
+/// a country header that is not a country code, or two that disagree, count
+/// as unknown.
+pub fn trusted_labels(app: Option<&App>, headers: &[(String, String)]) -> TrustedLabels {
+    let mut out = TrustedLabels::default();
+    let who = app.map_or_else(|| "no app was identified".to_owned(), |a| format!("app {:?}", a.name));
+    let mut countries: Vec<Option<Jurisdiction>> = Vec::new();
+    for (name, value) in headers {
+        let value = value.trim();
+        if name.eq_ignore_ascii_case(TIER_HEADER) {
+            if !app.is_some_and(|a| a.trusts_tier) {
+                out.notes.push(format!("ignored {TIER_HEADER}: {who} is not trusted to set it"));
+                continue;
+            }
+            let floor = match value.to_ascii_lowercase().parse::<Tier>() {
+                Ok(t) => t,
+                Err(_) => {
+                    out.notes.push(format!(
+                        "{TIER_HEADER} is not a tier name; treated as restricted (fail closed)"
+                    ));
+                    Tier::Restricted
+                }
+            };
+            out.tier_floor = out.tier_floor.max(Some(floor));
+        } else if name.eq_ignore_ascii_case(SUBJECT_COUNTRY_HEADER) {
+            if !app.is_some_and(|a| a.trusts_subject_country) {
+                out.notes.push(format!(
+                    "ignored {SUBJECT_COUNTRY_HEADER}: {who} is not trusted to set it"
+                ));
+                continue;
+            }
+            let code = Jurisdiction::new(&value.to_ascii_uppercase());
+            if code.is_none() {
+                out.notes.push(format!(
+                    "{SUBJECT_COUNTRY_HEADER} is not a two-letter country code; country unknown"
+                ));
+            }
+            countries.push(code);
+        }
+    }
+    if let Some(first) = countries.first().copied() {
+        if countries.iter().all(|c| *c == first) {
+            out.subject_country = first;
+        } else {
+            out.notes.push(format!(
+                "{SUBJECT_COUNTRY_HEADER} given with different values; country unknown"
+            ));
+        }
+    }
+    out
+}
+
+fn describe(d: &Decision) -> String {
+    match d {
+        Decision::Allow(set) => format!("allow {}", set.describe()),
+        Decision::Deny { reason } => format!("deny ({reason})"),
+    }
+}
+
+fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
+    items.iter().map(f).collect::<Vec<_>>().join(", ")
+}
+
+/// `Ok(why it matched)` or `Err(the first condition that failed)`.
+fn check(rule: &Rule, facts: &RequestFacts<'_>, tier: Tier) -> Result<String, String> {
+    let m = &rule.when;
+    // A deny rule matches when a condition cannot be decided (fail closed).
+    let is_deny = matches!(rule.action, Decision::Deny { .. });
+    let mut why = Vec::new();
+    match &m.tier {
+        None => {}
+        Some(TierMatch::AnyOf(tiers)) => {
+            let listed = list(tiers, |t| t.to_string());
+            if !tiers.contains(&tier) {
+                return Err(format!("tier {tier} is not in [{listed}]"));
+            }
+            why.push(format!("tier {tier} in [{listed}]"));
+        }
+        Some(TierMatch::AtLeast(min)) => {
+            if tier < *min {
+                return Err(format!("tier {tier} is below {min}"));
+            }
+            why.push(format!("tier {tier} is at least {min}"));
+        }
+    }
+    if let Some(types) = &m.entities {
+        let listed = list(types, |t| t.clone());
+        match facts.entities.iter().find(|e| types.iter().any(|t| t == *e)) {
+            Some(found) => why.push(format!("found entity {found} in [{listed}]")),
+            None => return Err(format!("no entity of [{listed}] found")),
+        }
+    }
+    if let Some(countries) = &m.subject_country {
+        let listed = list(countries, |c| match c {
+            CountryPattern::Code(j) => j.to_string(),
+            CountryPattern::Unknown => "unknown".into(),
+        });
+        let source = facts.subject_country_source.as_str();
+        match facts.subject_country {
+            Some(c) if countries.contains(&CountryPattern::Code(c)) => {
+                why.push(format!("subject country {c} (from {source}) in [{listed}]"));
+            }
+            Some(c) => {
+                return Err(format!(
+                    "subject country {c} (from {source}) is not in [{listed}]"
+                ))
+            }
+            None if countries.contains(&CountryPattern::Unknown) => {
+                why.push(format!("subject country unknown, and [{listed}] lists unknown"));
+            }
+            None if is_deny => why.push(format!(
+                "subject country unknown: a deny rule on [{listed}] matches when it cannot be decided"
+            )),
+            None => {
+                return Err(format!(
+                    "subject country unknown, cannot show it is in [{listed}]"
+                ))
+            }
+        }
+    }
+    if let Some(apps) = &m.app {
+        let listed = list(apps, |a| a.clone());
+        match facts.app {
+            Some(a) if apps.iter().any(|x| x == a) => why.push(format!("app {a} in [{listed}]")),
+            Some(a) => return Err(format!("app {a} is not in [{listed}]")),
+            None => return Err(format!("no app identified; rule is for [{listed}]")),
+        }
+    }
+    if let Some(models) = &m.model {
+        let listed = list(models, |p| match p {
+            ModelPattern::Exact(s) => s.clone(),
+            ModelPattern::Prefix(s) => format!("{s}*"),
+        });
+        match facts.model {
+            Some(model) => {
+                let hit = models.iter().any(|p| match p {
+                    ModelPattern::Exact(s) => s == model,
+                    ModelPattern::Prefix(s) => model.starts_with(s.as_str()),
+                });
+                if !hit {
+                    return Err(format!("model {model} does not match [{listed}]"));
+                }
+                why.push(format!("model {model} matches [{listed}]"));
+            }
+            None if is_deny => why.push(format!(
+                "no model named: a deny rule on [{listed}] matches when it cannot be decided"
+            )),
+            None => return Err(format!("no model named, cannot show it matches [{listed}]")),
+        }
+    }
+    if why.is_empty() {
+        Ok("no conditions (matches every request)".into())
+    } else {
+        Ok(why.join(", "))
+    }
+}

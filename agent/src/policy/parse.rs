@@ -1,0 +1,813 @@
+//! Parsing and validation of policy text: [`lint`].
+//!
+//! The text is deserialized once into raw structs whose values are wrapped in
+//! [`toml::Spanned`], so every semantic error (unknown region, duplicate rule
+//! name, ...) points at the byte range of the value at fault, which is turned
+//! into a line and column. Errors the TOML deserializer itself reports (syntax,
+//! unknown fields, wrong types) carry its span; their field path is found by
+//! walking a `toml_edit` parse of the same text to the deepest key or value
+//! whose span contains the error.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+
+use residency_proto::{Jurisdiction, RegionId, Tier};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    AllowSet, App, CountryPattern, Decision, Match, ModelPattern, Policy, PolicyRegion, Rule,
+    TierMatch, ENTITY_TYPES, SUBJECT_COUNTRY_HEADER, TIER_HEADER,
+};
+
+/// One problem found in a policy, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {field}: {reason}")]
+pub struct PolicyError {
+    /// 1-based line of the value at fault.
+    pub line: usize,
+    /// 1-based column (in characters) of the value at fault.
+    pub column: usize,
+    /// Path of the field at fault, e.g. `rule[2].allow.regions[0]`.
+    pub field: String,
+    /// What kind of mistake it is.
+    pub kind: PolicyErrorKind,
+    /// What is wrong, for people.
+    pub reason: String,
+}
+
+/// The kinds of mistakes [`lint`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyErrorKind {
+    /// TOML syntax, an unknown field, a missing field or a value of the wrong type.
+    Syntax,
+    /// A tier name that does not exist.
+    UnknownTier,
+    /// An entity type that is not in the sensitivity spec.
+    UnknownEntity,
+    /// A region id that is neither built in nor defined by `[[region]]`.
+    UnknownRegion,
+    /// A region id that is not written `provider:region`.
+    BadRegionId,
+    /// A `[[region]]` that redefines a built-in region.
+    BuiltinRegion,
+    /// A country or jurisdiction code that is not two upper-case letters.
+    BadCountry,
+    /// A rule names an app with no `[[app]]` entry.
+    UnknownApp,
+    /// A model pattern with `*` anywhere but at the end, or empty.
+    BadModelPattern,
+    /// A rule, app or region defined twice.
+    Duplicate,
+    /// A rule that can never match because a rule above matches everything.
+    Unreachable,
+    /// A `deny` without a reason.
+    DenyWithoutReason,
+    /// An `allow` that allows no region.
+    AllowsNothing,
+    /// A rule or default with neither `allow` nor `deny`, or with both.
+    BadAction,
+    /// An empty list in a condition, which would match nothing.
+    EmptyList,
+    /// Both `tier` and `tier_at_least` in one rule.
+    ConflictingConditions,
+    /// An `api_key_sha256` entry that is not 64 hex digits, or is shared by two apps.
+    BadKeyHash,
+    /// A `trusted_headers` entry that is not a header the agent reads.
+    UnknownHeader,
+    /// A name that is empty, reserved or uses characters outside `[A-Za-z0-9_.-]`.
+    BadName,
+    /// An app that has no key and so could never be identified.
+    AppWithoutKey,
+    /// A `*` jurisdiction that is not the last entry.
+    WildcardNotLast,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: Option<Spanned<String>>,
+    description: Option<String>,
+    unscannable_tier: Option<Spanned<String>>,
+    default: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    app: Vec<Spanned<RawApp>>,
+    #[serde(default)]
+    region: Vec<Spanned<RawRegion>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    allow: Option<Spanned<RawAllow>>,
+    deny: Option<Spanned<RawDeny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    description: Option<String>,
+    #[serde(rename = "match")]
+    when: Option<Spanned<RawMatch>>,
+    allow: Option<Spanned<RawAllow>>,
+    deny: Option<Spanned<RawDeny>>,
+}
+
+type RawList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    tier: Option<RawList>,
+    tier_at_least: Option<Spanned<String>>,
+    entities: Option<RawList>,
+    subject_country: Option<RawList>,
+    app: Option<RawList>,
+    model: Option<RawList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    regions: Option<RawList>,
+    jurisdictions: Option<RawList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeny {
+    reason: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    name: Spanned<String>,
+    #[serde(default)]
+    api_key_sha256: Vec<Spanned<String>>,
+    #[serde(default)]
+    trusted_headers: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegion {
+    id: Spanned<String>,
+    jurisdiction: Spanned<String>,
+    city: Spanned<String>,
+}
+
+/// Collects errors while validating one text.
+struct Checker<'a> {
+    text: &'a str,
+    errors: Vec<PolicyError>,
+}
+
+/// Parses and validates policy text, returning every problem found.
+///
+/// Errors are in the order of the file for semantic problems; a TOML syntax or
+/// structure error stops parsing, so it is reported alone.
+pub fn lint(text: &str) -> Result<Policy, Vec<PolicyError>> {
+    let raw: RawPolicy = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let (line, column) = line_col(text, span.start);
+            return Err(vec![PolicyError {
+                line,
+                column,
+                field: field_at(text, span.start).unwrap_or_else(|| "(policy)".into()),
+                kind: PolicyErrorKind::Syntax,
+                reason: e.message().trim().to_owned(),
+            }]);
+        }
+    };
+    let mut c = Checker {
+        text,
+        errors: Vec::new(),
+    };
+    let policy = c.policy(raw);
+    if c.errors.is_empty() {
+        Ok(policy)
+    } else {
+        c.errors.sort_by_key(|e| (e.line, e.column));
+        Err(c.errors)
+    }
+}
+
+impl Checker<'_> {
+    fn err(&mut self, span: Range<usize>, field: String, kind: PolicyErrorKind, reason: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.errors.push(PolicyError {
+            line,
+            column,
+            field,
+            kind,
+            reason,
+        });
+    }
+
+    fn policy(&mut self, raw: RawPolicy) -> Policy {
+        let name = match raw.name {
+            Some(n) => {
+                self.name(&n, "name".into());
+                n.into_inner()
+            }
+            None => "unnamed".into(),
+        };
+        let unscannable_tier = match raw.unscannable_tier {
+            Some(t) => self.tier(&t, "unscannable_tier".into()),
+            None => Tier::Restricted,
+        };
+        let regions = self.regions(raw.region);
+        let apps = self.apps(raw.app);
+        let rules = self.rules(raw.rule, &regions, &apps);
+        let default = match raw.default {
+            Some(d) => {
+                let span = d.span();
+                let d = d.into_inner();
+                self.action(span, "default", d.allow, d.deny, &regions)
+            }
+            None => Decision::Deny {
+                reason: "no rule of the policy matched this request".into(),
+            },
+        };
+        Policy {
+            name,
+            description: raw.description,
+            unscannable_tier,
+            rules,
+            default,
+            apps,
+            regions,
+        }
+    }
+
+    fn name(&mut self, n: &Spanned<String>, field: String) {
+        let s = n.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.err(
+                n.span(),
+                field,
+                PolicyErrorKind::BadName,
+                format!("name {s:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"),
+            );
+        }
+    }
+
+    fn tier(&mut self, t: &Spanned<String>, field: String) -> Tier {
+        match t.get_ref().parse::<Tier>() {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(t.span(), field, PolicyErrorKind::UnknownTier, e.to_string());
+                Tier::Restricted
+            }
+        }
+    }
+
+    fn code(&mut self, s: &Spanned<String>, field: String) -> Option<Jurisdiction> {
+        let code = Jurisdiction::new(s.get_ref());
+        if code.is_none() {
+            let v = s.get_ref();
+            let hint = if Jurisdiction::new(&v.to_ascii_uppercase()).is_some() {
+                format!(" (write {:?})", v.to_ascii_uppercase())
+            } else {
+                String::new()
+            };
+            self.err(
+                s.span(),
+                field,
+                PolicyErrorKind::BadCountry,
+                format!("{v:?} is not a two-letter upper-case ISO 3166 country code{hint}"),
+            );
+        }
+        code
+    }
+
+    fn regions(&mut self, raw: Vec<Spanned<RawRegion>>) -> Vec<PolicyRegion> {
+        let mut out: Vec<PolicyRegion> = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let r = r.into_inner();
+            let field = format!("region[{i}]");
+            let id = match RegionId::new(r.id.get_ref()) {
+                Ok(id) => id,
+                Err(e) => {
+                    self.err(
+                        r.id.span(),
+                        format!("{field}.id"),
+                        PolicyErrorKind::BadRegionId,
+                        e.to_string(),
+                    );
+                    continue;
+                }
+            };
+            if id.catalogue_entry().is_some() {
+                self.err(
+                    r.id.span(),
+                    format!("{field}.id"),
+                    PolicyErrorKind::BuiltinRegion,
+                    format!("region {id} is built in; a policy cannot redefine it"),
+                );
+                continue;
+            }
+            if out.iter().any(|o| o.id == id) {
+                self.err(
+                    r.id.span(),
+                    format!("{field}.id"),
+                    PolicyErrorKind::Duplicate,
+                    format!("region {id} is defined twice"),
+                );
+                continue;
+            }
+            let Some(jurisdiction) = self.code(&r.jurisdiction, format!("{field}.jurisdiction"))
+            else {
+                continue;
+            };
+            if r.city.get_ref().trim().is_empty() {
+                self.err(
+                    r.city.span(),
+                    format!("{field}.city"),
+                    PolicyErrorKind::BadName,
+                    "city must not be empty".into(),
+                );
+            }
+            out.push(PolicyRegion {
+                id,
+                jurisdiction,
+                city: r.city.into_inner(),
+            });
+        }
+        out
+    }
+
+    fn apps(&mut self, raw: Vec<Spanned<RawApp>>) -> Vec<App> {
+        let mut out: Vec<App> = Vec::new();
+        let mut hashes: HashMap<[u8; 32], String> = HashMap::new();
+        for (i, a) in raw.into_iter().enumerate() {
+            let span = a.span();
+            let a = a.into_inner();
+            let field = format!("app[{i}]");
+            self.name(&a.name, format!("{field}.name"));
+            if out.iter().any(|o| &o.name == a.name.get_ref()) {
+                self.err(
+                    a.name.span(),
+                    format!("{field}.name"),
+                    PolicyErrorKind::Duplicate,
+                    format!("app {:?} is defined twice", a.name.get_ref()),
+                );
+            }
+            if a.api_key_sha256.is_empty() {
+                self.err(
+                    span,
+                    format!("{field}.api_key_sha256"),
+                    PolicyErrorKind::AppWithoutKey,
+                    "an app needs at least one api_key_sha256, or it can never be identified"
+                        .into(),
+                );
+            }
+            let mut keys = Vec::new();
+            for (k, h) in a.api_key_sha256.iter().enumerate() {
+                let f = format!("{field}.api_key_sha256[{k}]");
+                let mut digest = [0u8; 32];
+                if h.get_ref().len() != 64 || hex::decode_to_slice(h.get_ref(), &mut digest).is_err()
+                {
+                    self.err(
+                        h.span(),
+                        f,
+                        PolicyErrorKind::BadKeyHash,
+                        "expected 64 hex digits: the SHA-256 of the app's key, never the key itself"
+                            .into(),
+                    );
+                    continue;
+                }
+                if let Some(other) = hashes.insert(digest, a.name.get_ref().clone()) {
+                    self.err(
+                        h.span(),
+                        f,
+                        PolicyErrorKind::BadKeyHash,
+                        format!("this key hash is already listed for app {other:?}"),
+                    );
+                    continue;
+                }
+                keys.push(digest);
+            }
+            let (mut country, mut tier) = (false, false);
+            for (k, h) in a.trusted_headers.iter().enumerate() {
+                match h.get_ref().as_str() {
+                    SUBJECT_COUNTRY_HEADER => country = true,
+                    TIER_HEADER => tier = true,
+                    other => self.err(
+                        h.span(),
+                        format!("{field}.trusted_headers[{k}]"),
+                        PolicyErrorKind::UnknownHeader,
+                        format!(
+                            "{other:?} is not a header the agent reads \
+                             (expected {SUBJECT_COUNTRY_HEADER} or {TIER_HEADER}, lower case)"
+                        ),
+                    ),
+                }
+            }
+            out.push(App {
+                name: a.name.into_inner(),
+                api_key_sha256: keys,
+                trusts_subject_country: country,
+                trusts_tier: tier,
+            });
+        }
+        out
+    }
+
+    fn rules(
+        &mut self,
+        raw: Vec<Spanned<RawRule>>,
+        regions: &[PolicyRegion],
+        apps: &[App],
+    ) -> Vec<Rule> {
+        let mut out: Vec<Rule> = Vec::new();
+        let mut names: HashSet<String> = HashSet::new();
+        let mut catch_all: Option<(usize, String)> = None;
+        for (i, r) in raw.into_iter().enumerate() {
+            let span = r.span();
+            let r = r.into_inner();
+            let field = format!("rule[{i}]");
+            self.name(&r.name, format!("{field}.name"));
+            let name = r.name.get_ref().clone();
+            if name == "default" {
+                self.err(
+                    r.name.span(),
+                    format!("{field}.name"),
+                    PolicyErrorKind::BadName,
+                    "\"default\" is reserved for the [default] action".into(),
+                );
+            } else if !names.insert(name.clone()) {
+                self.err(
+                    r.name.span(),
+                    format!("{field}.name"),
+                    PolicyErrorKind::Duplicate,
+                    format!("duplicate rule name {name:?}"),
+                );
+            }
+            if let Some((k, other)) = &catch_all {
+                self.err(
+                    r.name.span(),
+                    format!("{field}.name"),
+                    PolicyErrorKind::Unreachable,
+                    format!(
+                        "rule {name:?} can never match: rule[{k}] {other:?} above it matches every request"
+                    ),
+                );
+            }
+            let when = match r.when {
+                Some(m) => self.conditions(m.into_inner(), &field, apps),
+                None => Match::default(),
+            };
+            if when.is_catch_all() && catch_all.is_none() {
+                catch_all = Some((i, name.clone()));
+            }
+            let action = self.action(span, &field, r.allow, r.deny, regions);
+            out.push(Rule {
+                name,
+                description: r.description,
+                when,
+                action,
+            });
+        }
+        out
+    }
+
+    fn list<T>(
+        &mut self,
+        raw: Option<RawList>,
+        field: String,
+        mut each: impl FnMut(&mut Self, usize, &Spanned<String>, String) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let raw = raw?;
+        if raw.get_ref().is_empty() {
+            self.err(
+                raw.span(),
+                field,
+                PolicyErrorKind::EmptyList,
+                "an empty list matches nothing; remove the condition to match anything".into(),
+            );
+            return Some(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for (k, v) in raw.get_ref().iter().enumerate() {
+            let f = format!("{field}[{k}]");
+            if !seen.insert(v.get_ref().clone()) {
+                self.err(
+                    v.span(),
+                    f,
+                    PolicyErrorKind::Duplicate,
+                    format!("{:?} is listed twice", v.get_ref()),
+                );
+                continue;
+            }
+            if let Some(t) = each(self, k, v, f) {
+                out.push(t);
+            }
+        }
+        Some(out)
+    }
+
+    fn conditions(&mut self, m: RawMatch, rule: &str, apps: &[App]) -> Match {
+        let f = |name: &str| format!("{rule}.match.{name}");
+        let any_of = self.list(m.tier, f("tier"), |c, _, v, field| Some(c.tier(v, field)));
+        let tier = match (any_of, m.tier_at_least) {
+            (Some(_), Some(t)) => {
+                self.err(
+                    t.span(),
+                    f("tier_at_least"),
+                    PolicyErrorKind::ConflictingConditions,
+                    "use either tier or tier_at_least, not both".into(),
+                );
+                None
+            }
+            (Some(list), None) => Some(TierMatch::AnyOf(list)),
+            (None, Some(t)) => Some(TierMatch::AtLeast(self.tier(&t, f("tier_at_least")))),
+            (None, None) => None,
+        };
+        let entities = self.list(m.entities, f("entities"), |c, _, v, field| {
+            if ENTITY_TYPES.contains(&v.get_ref().as_str()) {
+                Some(v.get_ref().clone())
+            } else {
+                c.err(
+                    v.span(),
+                    field,
+                    PolicyErrorKind::UnknownEntity,
+                    format!(
+                        "unknown entity type {:?} (expected one of: {})",
+                        v.get_ref(),
+                        ENTITY_TYPES.join(", ")
+                    ),
+                );
+                None
+            }
+        });
+        let subject_country = self.list(m.subject_country, f("subject_country"), |c, _, v, field| {
+            if v.get_ref() == "unknown" {
+                Some(CountryPattern::Unknown)
+            } else {
+                c.code(v, field).map(CountryPattern::Code)
+            }
+        });
+        let app = self.list(m.app, f("app"), |c, _, v, field| {
+            if apps.iter().any(|a| &a.name == v.get_ref()) {
+                Some(v.get_ref().clone())
+            } else {
+                c.err(
+                    v.span(),
+                    field,
+                    PolicyErrorKind::UnknownApp,
+                    format!("no [[app]] is named {:?}", v.get_ref()),
+                );
+                None
+            }
+        });
+        let model = self.list(m.model, f("model"), |c, _, v, field| {
+            let s = v.get_ref();
+            let body = s.strip_suffix('*').unwrap_or(s);
+            if body.contains('*') || s.is_empty() {
+                c.err(
+                    v.span(),
+                    field,
+                    PolicyErrorKind::BadModelPattern,
+                    format!("{s:?}: write an exact model name or a prefix ending in one '*', e.g. \"gpt-4*\""),
+                );
+                None
+            } else if s.ends_with('*') {
+                Some(ModelPattern::Prefix(body.to_owned()))
+            } else {
+                Some(ModelPattern::Exact(s.clone()))
+            }
+        });
+        Match {
+            tier,
+            entities,
+            subject_country,
+            app,
+            model,
+        }
+    }
+
+    fn action(
+        &mut self,
+        span: Range<usize>,
+        field: &str,
+        allow: Option<Spanned<RawAllow>>,
+        deny: Option<Spanned<RawDeny>>,
+        regions: &[PolicyRegion],
+    ) -> Decision {
+        let fail = Decision::Deny {
+            reason: "invalid action".into(),
+        };
+        match (allow, deny) {
+            (Some(_), Some(d)) => {
+                self.err(
+                    d.span(),
+                    format!("{field}.deny"),
+                    PolicyErrorKind::BadAction,
+                    "give either allow or deny, not both".into(),
+                );
+                fail
+            }
+            (None, None) => {
+                self.err(
+                    span,
+                    field.to_owned(),
+                    PolicyErrorKind::BadAction,
+                    "needs an action: an allow table (regions/jurisdictions) or a deny table (reason)"
+                        .into(),
+                );
+                fail
+            }
+            (None, Some(d)) => {
+                let dspan = d.span();
+                match d.into_inner().reason {
+                    Some(r) if !r.get_ref().trim().is_empty() => Decision::Deny {
+                        reason: r.into_inner(),
+                    },
+                    Some(r) => {
+                        self.err(
+                            r.span(),
+                            format!("{field}.deny.reason"),
+                            PolicyErrorKind::DenyWithoutReason,
+                            "the reason must not be empty: the caller sees it with HTTP 451".into(),
+                        );
+                        fail
+                    }
+                    None => {
+                        self.err(
+                            dspan,
+                            format!("{field}.deny.reason"),
+                            PolicyErrorKind::DenyWithoutReason,
+                            "deny needs a reason: the caller sees it with HTTP 451".into(),
+                        );
+                        fail
+                    }
+                }
+            }
+            (Some(a), None) => {
+                let aspan = a.span();
+                let a = a.into_inner();
+                let ids = self
+                    .list(a.regions, format!("{field}.allow.regions"), |c, _, v, f| {
+                        match RegionId::new(v.get_ref()) {
+                            Err(e) => {
+                                c.err(v.span(), f, PolicyErrorKind::BadRegionId, e.to_string());
+                                None
+                            }
+                            Ok(id)
+                                if id.catalogue_entry().is_none()
+                                    && !regions.iter().any(|r| r.id == id) =>
+                            {
+                                c.err(
+                                    v.span(),
+                                    f,
+                                    PolicyErrorKind::UnknownRegion,
+                                    format!(
+                                        "unknown region id {id}: not in the built-in catalogue \
+                                         and not defined by a [[region]] entry"
+                                    ),
+                                );
+                                None
+                            }
+                            Ok(id) => Some(id),
+                        }
+                    })
+                    .unwrap_or_default();
+                let mut any = false;
+                let raw_j = a.jurisdictions;
+                let len = raw_j.as_ref().map_or(0, |j| j.get_ref().len());
+                let codes = self
+                    .list(raw_j, format!("{field}.allow.jurisdictions"), |c, k, v, f| {
+                        if v.get_ref() != "*" {
+                            return c.code(v, f);
+                        }
+                        any = true;
+                        if k + 1 != len {
+                            c.err(
+                                v.span(),
+                                f,
+                                PolicyErrorKind::WildcardNotLast,
+                                "\"*\" (any other jurisdiction) must be the last entry".into(),
+                            );
+                        }
+                        None
+                    })
+                    .unwrap_or_default();
+                let set = AllowSet {
+                    regions: ids,
+                    jurisdictions: codes,
+                    any_jurisdiction: any,
+                };
+                if set.regions.is_empty() && set.jurisdictions.is_empty() && !set.any_jurisdiction {
+                    if self.errors.iter().all(|e| !e.field.starts_with(&format!("{field}.allow"))) {
+                        self.err(
+                            aspan,
+                            format!("{field}.allow"),
+                            PolicyErrorKind::AllowsNothing,
+                            "allow names no region and no jurisdiction, so it allows nothing; \
+                             use deny to refuse"
+                                .into(),
+                        );
+                    }
+                    return fail;
+                }
+                Decision::Allow(set)
+            }
+        }
+    }
+}
+
+impl Match {
+    /// True if the rule has no conditions and so matches every request.
+    pub fn is_catch_all(&self) -> bool {
+        self.tier.is_none()
+            && self.entities.is_none()
+            && self.subject_country.is_none()
+            && self.app.is_none()
+            && self.model.is_none()
+    }
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The path (`rule[2].allow.regions[0]`) of the deepest key or value whose span
+/// contains `offset`, found in a `toml_edit` parse of the text.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    find_in_table(doc.as_table(), offset, "")
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn contains(span: Option<Range<usize>>, offset: usize) -> bool {
+    span.is_some_and(|s| s.contains(&offset) || s.start == offset)
+}
+
+fn find_in_table(t: &toml_edit::Table, offset: usize, path: &str) -> Option<String> {
+    for (k, item) in t.iter() {
+        let here = join(path, k);
+        if let Some(p) = find_in_item(item, offset, &here) {
+            return Some(p);
+        }
+        if contains(t.key(k).and_then(|k| k.span()), offset) || contains(item.span(), offset) {
+            return Some(here);
+        }
+    }
+    None
+}
+
+fn find_in_item(item: &toml_edit::Item, offset: usize, path: &str) -> Option<String> {
+    match item {
+        toml_edit::Item::Table(t) => find_in_table(t, offset, path),
+        toml_edit::Item::ArrayOfTables(a) => a.iter().enumerate().find_map(|(i, t)| {
+            let here = format!("{path}[{i}]");
+            find_in_table(t, offset, &here).or_else(|| contains(t.span(), offset).then_some(here))
+        }),
+        toml_edit::Item::Value(v) => find_in_value(v, offset, path),
+        toml_edit::Item::None => None,
+    }
+}
+
+fn find_in_value(v: &toml_edit::Value, offset: usize, path: &str) -> Option<String> {
+    match v {
+        toml_edit::Value::Array(a) => a.iter().enumerate().find_map(|(i, e)| {
+            let here = format!("{path}[{i}]");
+            find_in_value(e, offset, &here).or_else(|| contains(e.span(), offset).then_some(here))
+        }),
+        toml_edit::Value::InlineTable(t) => t.iter().find_map(|(k, e)| {
+            let here = join(path, k);
+            find_in_value(e, offset, &here).or_else(|| {
+                (contains(t.key(k).and_then(|k| k.span()), offset) || contains(e.span(), offset))
+                    .then_some(here)
+            })
+        }),
+        _ => None,
+    }
+}
