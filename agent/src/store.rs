@@ -139,7 +139,7 @@ impl PolicyStore {
             }
         }
         // The file's version is unknown until verified: try it first.
-        out.sort_by(|a, b| b.version.cmp(&a.version));
+        out.sort_by_key(|b| std::cmp::Reverse(b.version));
         out
     }
 

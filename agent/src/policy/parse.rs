@@ -89,7 +89,7 @@ struct RawPolicy {
     name: Option<Spanned<String>>,
     description: Option<String>,
     unscannable_tier: Option<Spanned<String>>,
-    default: Option<Spanned<RawAction>>,
+    default: Option<RawAction>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
     #[serde(default)]
@@ -101,8 +101,8 @@ struct RawPolicy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAction {
-    allow: Option<Spanned<RawAllow>>,
-    deny: Option<Spanned<RawDeny>>,
+    allow: Option<RawAllow>,
+    deny: Option<RawDeny>,
 }
 
 #[derive(Deserialize)]
@@ -111,9 +111,9 @@ struct RawRule {
     name: Spanned<String>,
     description: Option<String>,
     #[serde(rename = "match")]
-    when: Option<Spanned<RawMatch>>,
-    allow: Option<Spanned<RawAllow>>,
-    deny: Option<Spanned<RawDeny>>,
+    when: Option<RawMatch>,
+    allow: Option<RawAllow>,
+    deny: Option<RawDeny>,
 }
 
 type RawList = Spanned<Vec<Spanned<String>>>;
@@ -158,6 +158,13 @@ struct RawRegion {
     id: Spanned<String>,
     jurisdiction: Spanned<String>,
     city: Spanned<String>,
+}
+
+/// One step of a path into the document, for [`Checker::locate`].
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
 }
 
 /// Collects errors while validating one text.
@@ -210,6 +217,30 @@ impl Checker<'_> {
         });
     }
 
+    /// The span of the table at `path` + `last` (or of the nearest enclosing
+    /// item that has one). Tables are not wrapped in `Spanned` because an
+    /// implicit table (`[default.deny]` defines `default`) has no span to give.
+    fn locate(&self, path: &[Seg<'_>], last: &str) -> Range<usize> {
+        let Ok(doc) = toml_edit::ImDocument::parse(self.text) else {
+            return 0..0;
+        };
+        let mut best = 0..0;
+        let mut item = doc.as_item();
+        let last = (!last.is_empty()).then_some(Seg::Key(last));
+        for seg in path.iter().copied().chain(last) {
+            let next = match seg {
+                Seg::Key(k) => item.get(k),
+                Seg::Index(i) => item.get(i),
+            };
+            let Some(next) = next else { break };
+            if let Some(span) = next.span() {
+                best = span;
+            }
+            item = next;
+        }
+        best
+    }
+
     fn policy(&mut self, raw: RawPolicy) -> Policy {
         let name = match raw.name {
             Some(n) => {
@@ -226,11 +257,7 @@ impl Checker<'_> {
         let apps = self.apps(raw.app);
         let rules = self.rules(raw.rule, &regions, &apps);
         let default = match raw.default {
-            Some(d) => {
-                let span = d.span();
-                let d = d.into_inner();
-                self.action(span, "default", d.allow, d.deny, &regions)
-            }
+            Some(d) => self.action(&[Seg::Key("default")], "default", d.allow, d.deny, &regions),
             None => Decision::Deny {
                 reason: "no rule of the policy matched this request".into(),
             },
@@ -434,7 +461,6 @@ impl Checker<'_> {
         let mut names: HashSet<String> = HashSet::new();
         let mut catch_all: Option<(usize, String)> = None;
         for (i, r) in raw.into_iter().enumerate() {
-            let span = r.span();
             let r = r.into_inner();
             let field = format!("rule[{i}]");
             self.name(&r.name, format!("{field}.name"));
@@ -465,13 +491,19 @@ impl Checker<'_> {
                 );
             }
             let when = match r.when {
-                Some(m) => self.conditions(m.into_inner(), &field, apps),
+                Some(m) => self.conditions(m, &field, apps),
                 None => Match::default(),
             };
             if when.is_catch_all() && catch_all.is_none() {
                 catch_all = Some((i, name.clone()));
             }
-            let action = self.action(span, &field, r.allow, r.deny, regions);
+            let action = self.action(
+                &[Seg::Key("rule"), Seg::Index(i)],
+                &field,
+                r.allow,
+                r.deny,
+                regions,
+            );
             out.push(Rule {
                 name,
                 description: r.description,
@@ -600,19 +632,20 @@ impl Checker<'_> {
 
     fn action(
         &mut self,
-        span: Range<usize>,
+        path: &[Seg<'_>],
         field: &str,
-        allow: Option<Spanned<RawAllow>>,
-        deny: Option<Spanned<RawDeny>>,
+        allow: Option<RawAllow>,
+        deny: Option<RawDeny>,
         regions: &[PolicyRegion],
     ) -> Decision {
         let fail = Decision::Deny {
             reason: "invalid action".into(),
         };
         match (allow, deny) {
-            (Some(_), Some(d)) => {
+            (Some(_), Some(_)) => {
+                let span = self.locate(path, "deny");
                 self.err(
-                    d.span(),
+                    span,
                     format!("{field}.deny"),
                     PolicyErrorKind::BadAction,
                     "give either allow or deny, not both".into(),
@@ -620,6 +653,7 @@ impl Checker<'_> {
                 fail
             }
             (None, None) => {
+                let span = self.locate(path, "");
                 self.err(
                     span,
                     field.to_owned(),
@@ -630,8 +664,8 @@ impl Checker<'_> {
                 fail
             }
             (None, Some(d)) => {
-                let dspan = d.span();
-                match d.into_inner().reason {
+                let dspan = self.locate(path, "deny");
+                match d.reason {
                     Some(r) if !r.get_ref().trim().is_empty() => Decision::Deny {
                         reason: r.into_inner(),
                     },
@@ -656,8 +690,7 @@ impl Checker<'_> {
                 }
             }
             (Some(a), None) => {
-                let aspan = a.span();
-                let a = a.into_inner();
+                let aspan = self.locate(path, "allow");
                 let ids = self
                     .list(a.regions, format!("{field}.allow.regions"), |c, _, v, f| {
                         match RegionId::new(v.get_ref()) {
