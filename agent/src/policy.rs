@@ -304,7 +304,10 @@ mod tests {
             App::key_hash_hex("sk-loans-1")
         );
         let p = lint(&text).unwrap();
-        assert_eq!(p.app_for_key("sk-loans-1").map(|a| a.name.as_str()), Some("loans"));
+        assert_eq!(
+            p.app_for_key("sk-loans-1").map(|a| a.name.as_str()),
+            Some("loans")
+        );
         assert!(p.app_for_key("sk-loans-2").is_none());
         assert!(p.app_for_key(&App::key_hash_hex("sk-loans-1")).is_none());
     }
@@ -316,9 +319,18 @@ mod tests {
         )
         .unwrap();
         let r = |s: &str| RegionId::new(s).unwrap();
-        assert_eq!(p.jurisdiction_of(&r("aws:ap-south-1")), Some(Jurisdiction::IN));
-        assert_eq!(p.jurisdiction_of(&r("aws:us-east-1")), Some(Jurisdiction::US));
-        assert_eq!(p.jurisdiction_of(&r("acme:in-blr-1")), Some(Jurisdiction::IN));
+        assert_eq!(
+            p.jurisdiction_of(&r("aws:ap-south-1")),
+            Some(Jurisdiction::IN)
+        );
+        assert_eq!(
+            p.jurisdiction_of(&r("aws:us-east-1")),
+            Some(Jurisdiction::US)
+        );
+        assert_eq!(
+            p.jurisdiction_of(&r("acme:in-blr-1")),
+            Some(Jurisdiction::IN)
+        );
         assert_eq!(p.jurisdiction_of(&r("acme:nowhere")), None);
         assert!(p.known_regions().contains(&r("acme:in-blr-1")));
     }

@@ -253,8 +253,12 @@ pub fn chat(content: &str, stream: bool) -> String {
     .to_string()
 }
 
-/// The `residency-agent` binary built alongside the tests.
+/// The `residency-agent` binary built alongside the tests
+/// (`RESIDENCY_AGENT_BIN` overrides it, e.g. for a profiling build).
 pub fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RESIDENCY_AGENT_BIN") {
+        return PathBuf::from(p);
+    }
     let mut dir = std::env::current_exe().expect("current exe");
     dir.pop();
     if dir.ends_with("deps") {

@@ -10,13 +10,19 @@ use std::path::{Path, PathBuf};
 use residency_proto::{PolicyBundle, Tier, DEFAULT_MAX_BUNDLE_LEN};
 
 use super::sign::{self, PolicySigningKey, TrustedKey};
-use super::{lint as lint_text, trusted_labels, CountrySource, Decision, PolicyError, RequestFacts};
+use super::{
+    lint as lint_text, trusted_labels, CountrySource, Decision, PolicyError, RequestFacts,
+};
 
 /// File name of the secret key written by [`keys_gen`].
 pub const SECRET_KEY_FILE: &str = "policy-signing.key";
 
 /// File name of the public key written by [`keys_gen`].
 pub const PUBLIC_KEY_FILE: &str = "policy-signing.pub";
+
+/// The classifier as [`test`] uses it: request bytes in, the tier and the
+/// entity type names (spec names) found out.
+pub type ClassifyFn = dyn Fn(&[u8]) -> (Tier, Vec<String>);
 
 /// Why a `policy` subcommand failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,16 +123,16 @@ pub fn sign(
     if let Err(errors) = lint_text(&text) {
         return Err(report(policy_path, &errors, out)?);
     }
-    let key = PolicySigningKey::from_pem(&read_text(key_path)?).map_err(|e| {
-        PolicyCliError::Invalid {
+    let key =
+        PolicySigningKey::from_pem(&read_text(key_path)?).map_err(|e| PolicyCliError::Invalid {
             path: key_path.to_path_buf(),
             reason: e.to_string(),
-        }
-    })?;
-    let bundle = sign::sign(&text, version, now_unix, &key).map_err(|e| PolicyCliError::Invalid {
-        path: policy_path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        })?;
+    let bundle =
+        sign::sign(&text, version, now_unix, &key).map_err(|e| PolicyCliError::Invalid {
+            path: policy_path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     let bytes = bundle.encode();
     let tmp = out_path.with_extension("tmp");
     fs::write(&tmp, &bytes).map_err(|e| io_err(&tmp, e))?;
@@ -192,7 +198,11 @@ pub fn show(bundle_path: &Path, out: &mut dyn Write) -> Result<(), PolicyCliErro
     writeln!(out, "version: {}", b.version)?;
     writeln!(out, "issued at: {} ({})", utc(b.issued_at), b.issued_at)?;
     writeln!(out, "key id: {}", b.key_id)?;
-    writeln!(out, "signature: {} (not verified)", hex::encode(&b.signature))?;
+    writeln!(
+        out,
+        "signature: {} (not verified)",
+        hex::encode(&b.signature)
+    )?;
     writeln!(out, "policy: {} bytes", b.policy.len())?;
     writeln!(out, "---")?;
     out.write_all(text.as_bytes())?;
@@ -213,7 +223,7 @@ pub fn test(
     request_json_path: &Path,
     client_ip: Option<IpAddr>,
     headers: &[(String, String)],
-    classify: &dyn Fn(&[u8]) -> (Tier, Vec<String>),
+    classify: &ClassifyFn,
     out: &mut dyn Write,
 ) -> Result<(), PolicyCliError> {
     let text = read_text(policy_path)?;
@@ -398,7 +408,9 @@ mod tests {
     use super::*;
     use crate::policy::App;
 
-    fn run(f: impl FnOnce(&mut Vec<u8>) -> Result<(), PolicyCliError>) -> (String, Result<(), PolicyCliError>) {
+    fn run(
+        f: impl FnOnce(&mut Vec<u8>) -> Result<(), PolicyCliError>,
+    ) -> (String, Result<(), PolicyCliError>) {
         let mut out = Vec::new();
         let r = f(&mut out);
         (String::from_utf8(out).unwrap(), r)
@@ -421,7 +433,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(d.join(SECRET_KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(d.join(SECRET_KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         // A second run must not overwrite the key.
@@ -431,7 +446,16 @@ mod tests {
         let policy = d.join("p.toml");
         fs::write(&policy, crate::policy::BASELINE_TEXT).unwrap();
         let bundle = d.join("p.bundle");
-        let (o, r) = run(|out| sign(&policy, &d.join(SECRET_KEY_FILE), 7, &bundle, 1_790_000_000, out));
+        let (o, r) = run(|out| {
+            sign(
+                &policy,
+                &d.join(SECRET_KEY_FILE),
+                7,
+                &bundle,
+                1_790_000_000,
+                out,
+            )
+        });
         r.unwrap();
         assert!(o.contains("version 7"), "{o}");
 
@@ -443,7 +467,10 @@ mod tests {
 
         let (o, r) = run(|out| show(&bundle, out));
         r.unwrap();
-        assert!(o.contains("version: 7\n") && o.contains("restricted-stays-in-india"), "{o}");
+        assert!(
+            o.contains("version: 7\n") && o.contains("restricted-stays-in-india"),
+            "{o}"
+        );
 
         // A different key refuses the bundle.
         let other = d.join("other");
@@ -514,25 +541,56 @@ mod tests {
         )
         .unwrap();
         let req = dir.path().join("req.json");
-        fs::write(&req, br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        fs::write(
+            &req,
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
         let public = |_: &[u8]| (Tier::Public, Vec::new());
         let h = |k: &str, v: &str| (k.to_owned(), v.to_owned());
 
-        let headers = [h("Authorization", "Bearer sk-loans"), h("X-Residency-Tier", "restricted")];
-        let (o, r) = run(|out| test(&policy, &req, Some("10.1.2.3".parse().unwrap()), &headers, &public, out));
+        let headers = [
+            h("Authorization", "Bearer sk-loans"),
+            h("X-Residency-Tier", "restricted"),
+        ];
+        let (o, r) = run(|out| {
+            test(
+                &policy,
+                &req,
+                Some("10.1.2.3".parse().unwrap()),
+                &headers,
+                &public,
+                out,
+            )
+        });
         r.unwrap();
         assert!(o.contains("decision: allow jurisdictions [IN]\n"), "{o}");
-        assert!(o.contains("rule: restricted\n") && o.contains("effective tier: restricted\n"), "{o}");
+        assert!(
+            o.contains("rule: restricted\n") && o.contains("effective tier: restricted\n"),
+            "{o}"
+        );
         assert!(o.contains("app: loans (by API key)"), "{o}");
-        assert!(o.contains("client ip: 10.1.2.3 (geography not resolved)"), "{o}");
-        assert!(o.contains("allowed regions (preference order): aws:ap-south-1,"), "{o}");
+        assert!(
+            o.contains("client ip: 10.1.2.3 (geography not resolved)"),
+            "{o}"
+        );
+        assert!(
+            o.contains("allowed regions (preference order): aws:ap-south-1,"),
+            "{o}"
+        );
         assert!(!o.contains("us-east-1"), "{o}");
 
         // The same header from an unknown key is ignored.
-        let headers = [h("Authorization", "Bearer sk-other"), h("X-Residency-Tier", "restricted")];
+        let headers = [
+            h("Authorization", "Bearer sk-other"),
+            h("X-Residency-Tier", "restricted"),
+        ];
         let (o, r) = run(|out| test(&policy, &req, None, &headers, &public, out));
         r.unwrap();
-        assert!(o.contains("rule: rest\n") && o.contains("effective tier: public\n"), "{o}");
+        assert!(
+            o.contains("rule: rest\n") && o.contains("effective tier: public\n"),
+            "{o}"
+        );
         assert!(o.contains("note: ignored x-residency-tier"), "{o}");
     }
 }

@@ -9,8 +9,7 @@ use std::fmt::Write as _;
 use residency_proto::{Jurisdiction, RegionId, Tier};
 
 use super::{
-    App, CountryPattern, ModelPattern, Policy, Rule, TierMatch, SUBJECT_COUNTRY_HEADER,
-    TIER_HEADER,
+    App, CountryPattern, ModelPattern, Policy, Rule, TierMatch, SUBJECT_COUNTRY_HEADER, TIER_HEADER,
 };
 
 /// Where the data subject's country came from.
@@ -203,7 +202,11 @@ impl AllowSet {
             let _ = write!(s, "regions [{}]", r.join(", "));
         }
         if !self.jurisdictions.is_empty() || self.any_jurisdiction {
-            let mut j: Vec<&str> = self.jurisdictions.iter().map(Jurisdiction::as_str).collect();
+            let mut j: Vec<&str> = self
+                .jurisdictions
+                .iter()
+                .map(Jurisdiction::as_str)
+                .collect();
             if self.any_jurisdiction {
                 j.push("*");
             }
@@ -225,7 +228,9 @@ impl Policy {
         trace.push(format!("classified tier: {tier}"));
         if let Some(floor) = facts.tier_floor {
             if floor > tier {
-                trace.push(format!("tier raised to {floor} by the app's {TIER_HEADER} floor"));
+                trace.push(format!(
+                    "tier raised to {floor} by the app's {TIER_HEADER} floor"
+                ));
                 tier = floor;
             } else {
                 trace.push(format!(
@@ -289,13 +294,18 @@ impl Policy {
 /// as unknown.
 pub fn trusted_labels(app: Option<&App>, headers: &[(String, String)]) -> TrustedLabels {
     let mut out = TrustedLabels::default();
-    let who = app.map_or_else(|| "no app was identified".to_owned(), |a| format!("app {:?}", a.name));
+    let who = app.map_or_else(
+        || "no app was identified".to_owned(),
+        |a| format!("app {:?}", a.name),
+    );
     let mut countries: Vec<Option<Jurisdiction>> = Vec::new();
     for (name, value) in headers {
         let value = value.trim();
         if name.eq_ignore_ascii_case(TIER_HEADER) {
             if !app.is_some_and(|a| a.trusts_tier) {
-                out.notes.push(format!("ignored {TIER_HEADER}: {who} is not trusted to set it"));
+                out.notes.push(format!(
+                    "ignored {TIER_HEADER}: {who} is not trusted to set it"
+                ));
                 continue;
             }
             let floor = match value.to_ascii_lowercase().parse::<Tier>() {
@@ -371,7 +381,11 @@ fn check(rule: &Rule, facts: &RequestFacts<'_>, tier: Tier) -> Result<String, St
     }
     if let Some(types) = &m.entities {
         let listed = list(types, |t| t.clone());
-        match facts.entities.iter().find(|e| types.iter().any(|t| t == *e)) {
+        match facts
+            .entities
+            .iter()
+            .find(|e| types.iter().any(|t| t == *e))
+        {
             Some(found) => why.push(format!("found entity {found} in [{listed}]")),
             None => return Err(format!("no entity of [{listed}] found")),
         }
@@ -438,5 +452,409 @@ fn check(rule: &Rule, facts: &RequestFacts<'_>, tier: Tier) -> Result<String, St
         Ok("no conditions (matches every request)".into())
     } else {
         Ok(why.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::lint;
+    use residency_proto::region::CATALOGUE;
+
+    fn rid(s: &str) -> RegionId {
+        RegionId::new(s).unwrap()
+    }
+
+    fn catalogue() -> Vec<RegionId> {
+        CATALOGUE.iter().map(|r| rid(r.id)).collect()
+    }
+
+    fn india() -> Vec<RegionId> {
+        CATALOGUE
+            .iter()
+            .filter(|r| r.jurisdiction == Jurisdiction::IN)
+            .map(|r| rid(r.id))
+            .collect()
+    }
+
+    fn abroad() -> Vec<RegionId> {
+        CATALOGUE
+            .iter()
+            .filter(|r| r.jurisdiction != Jurisdiction::IN)
+            .map(|r| rid(r.id))
+            .collect()
+    }
+
+    const ENTITY_SETS: [&[&str]; 5] = [
+        &[],
+        &["aadhaar"],
+        &["payment_card", "phone"],
+        &["pan"],
+        &["gstin"],
+    ];
+    const COUNTRIES: [Option<Jurisdiction>; 3] =
+        [None, Some(Jurisdiction::IN), Some(Jurisdiction::US)];
+    const APPS: [Option<&str>; 2] = [None, Some("loans")];
+    const MODELS: [Option<&str>; 2] = [None, Some("gpt-4o")];
+
+    /// Every tier, entity, country, app and model combination against the
+    /// baseline: the tier alone decides, and restricted never leaves India.
+    #[test]
+    fn baseline_table() {
+        let p = crate::policy::Policy::builtin_baseline();
+        let all = catalogue();
+        let mut in_then_abroad = india();
+        in_then_abroad.extend(abroad());
+        let mut cases = 0;
+        for tier in Tier::ALL {
+            for entities in ENTITY_SETS {
+                for country in COUNTRIES {
+                    for app in APPS {
+                        for model in MODELS {
+                            let facts = RequestFacts {
+                                entities: entities.to_vec(),
+                                subject_country: country,
+                                subject_country_source: if country.is_some() {
+                                    CountrySource::GeoIp
+                                } else {
+                                    CountrySource::None
+                                },
+                                app,
+                                model,
+                                ..RequestFacts::new(tier)
+                            };
+                            let e = p.evaluate(&facts);
+                            let ctx = format!("{facts:?} -> {e:?}");
+                            assert_eq!(e.effective_tier, tier, "{ctx}");
+                            let set = e.decision.allow_set().expect("baseline allows every tier");
+                            let (rule, order) = match tier {
+                                Tier::Restricted => ("restricted-stays-in-india", india()),
+                                Tier::Confidential => {
+                                    ("confidential-prefers-india", in_then_abroad.clone())
+                                }
+                                Tier::Public | Tier::Internal => {
+                                    ("public-and-internal-anywhere", all.clone())
+                                }
+                            };
+                            assert_eq!(e.rule, rule, "{ctx}");
+                            assert_eq!(p.ordered(set, &all), order, "{ctx}");
+                            assert_eq!(
+                                p.permits(set, &rid("aws:us-east-1")),
+                                tier != Tier::Restricted,
+                                "{ctx}"
+                            );
+                            assert!(p.permits(set, &rid("aws:ap-south-2")), "{ctx}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 4 * 5 * 3 * 2 * 2);
+    }
+
+    #[test]
+    fn baseline_restricted_with_only_foreign_candidates_has_no_route() {
+        let p = crate::policy::Policy::builtin_baseline();
+        let e = p.evaluate(&RequestFacts::new(Tier::Restricted));
+        let set = e.decision.allow_set().unwrap();
+        assert!(p.ordered(set, &abroad()).is_empty());
+        // Candidate order is kept within India.
+        let c = [
+            rid("aws:us-east-1"),
+            rid("gcp:asia-south2"),
+            rid("aws:ap-south-1"),
+        ];
+        assert_eq!(
+            p.ordered(set, &c),
+            vec![rid("gcp:asia-south2"), rid("aws:ap-south-1")]
+        );
+    }
+
+    #[test]
+    fn baseline_floor_and_unscannable_raise_but_never_lower() {
+        let p = crate::policy::Policy::builtin_baseline();
+        let raised = p.evaluate(&RequestFacts {
+            tier_floor: Some(Tier::Restricted),
+            ..RequestFacts::new(Tier::Public)
+        });
+        assert_eq!(raised.effective_tier, Tier::Restricted);
+        assert_eq!(raised.rule, "restricted-stays-in-india");
+        let not_lowered = p.evaluate(&RequestFacts {
+            tier_floor: Some(Tier::Public),
+            ..RequestFacts::new(Tier::Restricted)
+        });
+        assert_eq!(not_lowered.effective_tier, Tier::Restricted);
+        assert_eq!(not_lowered.rule, "restricted-stays-in-india");
+        let unscannable = p.evaluate(&RequestFacts {
+            unscannable: true,
+            ..RequestFacts::new(Tier::Public)
+        });
+        assert_eq!(unscannable.effective_tier, Tier::Restricted);
+        assert_eq!(unscannable.rule, "restricted-stays-in-india");
+    }
+
+    fn loans_key() -> String {
+        crate::policy::App::key_hash_hex("sk-loans")
+    }
+
+    fn rich() -> crate::policy::Policy {
+        let text = format!(
+            r#"
+name = "bank"
+unscannable_tier = "confidential"
+
+[[app]]
+name = "loans"
+api_key_sha256 = ["{}"]
+trusted_headers = ["x-residency-subject-country", "x-residency-tier"]
+
+[[app]]
+name = "chat"
+api_key_sha256 = ["{}"]
+
+[[region]]
+id = "acme:in-blr-1"
+jurisdiction = "IN"
+city = "Bengaluru"
+
+[[rule]]
+name = "no-legacy-models-for-personal-data"
+[rule.match]
+tier_at_least = "confidential"
+model = ["gpt-3.5*"]
+[rule.deny]
+reason = "legacy models may not see personal data"
+
+[[rule]]
+name = "eu-subjects-denied"
+[rule.match]
+subject_country = ["DE", "FR"]
+[rule.deny]
+reason = "EU data subjects are out of scope"
+
+[[rule]]
+name = "aadhaar-mumbai-first"
+[rule.match]
+entities = ["aadhaar", "aadhaar_vid"]
+[rule.allow]
+regions = ["aws:ap-south-1", "acme:in-blr-1"]
+jurisdictions = ["IN"]
+
+[[rule]]
+name = "loans-confidential-us-ok"
+[rule.match]
+tier = ["confidential"]
+app = ["loans"]
+subject_country = ["US"]
+[rule.allow]
+jurisdictions = ["US", "IN"]
+
+[[rule]]
+name = "confidential-india"
+[rule.match]
+tier = ["confidential", "restricted"]
+[rule.allow]
+jurisdictions = ["IN"]
+
+[[rule]]
+name = "anything-else"
+[rule.allow]
+jurisdictions = ["*"]
+"#,
+            loans_key(),
+            crate::policy::App::key_hash_hex("sk-chat")
+        );
+        lint(&text).unwrap()
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_trace_explains_earlier_rules() {
+        let p = rich();
+        let e = p.evaluate(&RequestFacts {
+            entities: vec!["aadhaar"],
+            subject_country: Some(Jurisdiction::IN),
+            subject_country_source: CountrySource::SiteMap,
+            model: Some("gpt-4o"),
+            ..RequestFacts::new(Tier::Restricted)
+        });
+        assert_eq!(e.rule, "aadhaar-mumbai-first");
+        assert_eq!(e.rule_index, Some(2));
+        assert_eq!(e.trace.len(), 1 + 3, "{:#?}", e.trace);
+        assert!(e.trace[1].contains("no match: model gpt-4o does not match [gpt-3.5*]"));
+        assert!(
+            e.trace[2].contains("no match: subject country IN (from site_map) is not in [DE, FR]")
+        );
+        assert!(e.trace[3].contains("matched: found entity aadhaar"));
+        // Explicit regions first in rule order, then the rest of India.
+        let set = e.decision.allow_set().unwrap();
+        let mut cands = catalogue();
+        cands.push(rid("acme:in-blr-1"));
+        let got = p.ordered(set, &cands);
+        assert_eq!(got[..2], [rid("aws:ap-south-1"), rid("acme:in-blr-1")]);
+        assert_eq!(got.len(), india().len() + 1);
+        assert!(got
+            .iter()
+            .all(|r| p.jurisdiction_of(r) == Some(Jurisdiction::IN)));
+    }
+
+    #[test]
+    fn deny_rules_fail_closed_when_undecidable() {
+        let p = rich();
+        // No model named: the legacy-model deny rule matches (cannot show it is not legacy).
+        let e = p.evaluate(&RequestFacts::new(Tier::Confidential));
+        assert_eq!(e.rule, "no-legacy-models-for-personal-data");
+        assert!(matches!(e.decision, Decision::Deny { ref reason } if reason.contains("legacy")));
+        // Public data is below the deny rule's tier; unknown country: EU deny rule matches.
+        let e = p.evaluate(&RequestFacts {
+            model: Some("gpt-4o"),
+            ..RequestFacts::new(Tier::Public)
+        });
+        assert_eq!(e.rule, "eu-subjects-denied");
+        assert!(e.trace.last().unwrap().contains("cannot be decided"));
+        // Known legacy model with personal data: denied; with public data: not.
+        let e = p.evaluate(&RequestFacts {
+            model: Some("gpt-3.5-turbo"),
+            subject_country: Some(Jurisdiction::IN),
+            ..RequestFacts::new(Tier::Confidential)
+        });
+        assert_eq!(e.rule, "no-legacy-models-for-personal-data");
+        let e = p.evaluate(&RequestFacts {
+            model: Some("gpt-3.5-turbo"),
+            subject_country: Some(Jurisdiction::IN),
+            ..RequestFacts::new(Tier::Public)
+        });
+        assert_eq!(e.rule, "anything-else");
+    }
+
+    #[test]
+    fn allow_rules_never_match_on_undecidable_or_other_apps() {
+        let p = rich();
+        let base = RequestFacts {
+            model: Some("gpt-4o"),
+            subject_country: Some(Jurisdiction::US),
+            subject_country_source: CountrySource::Header,
+            app: Some("loans"),
+            ..RequestFacts::new(Tier::Confidential)
+        };
+        let e = p.evaluate(&base);
+        assert_eq!(e.rule, "loans-confidential-us-ok");
+        let set = e.decision.allow_set().unwrap();
+        let got = p.ordered(
+            set,
+            &[
+                rid("aws:ap-south-1"),
+                rid("aws:us-east-1"),
+                rid("aws:eu-west-1"),
+            ],
+        );
+        assert_eq!(got, vec![rid("aws:us-east-1"), rid("aws:ap-south-1")]);
+        // Another app, or no app: falls through to India only.
+        for app in [Some("chat"), None] {
+            let e = p.evaluate(&RequestFacts {
+                app,
+                ..base.clone()
+            });
+            assert_eq!(e.rule, "confidential-india", "{app:?}");
+        }
+        // Unknown country: the (allow) US rule does not match, and the EU deny
+        // rule matches first because it cannot be decided.
+        let e = p.evaluate(&RequestFacts {
+            subject_country: None,
+            ..base.clone()
+        });
+        assert_eq!(e.rule, "eu-subjects-denied");
+    }
+
+    #[test]
+    fn region_sets_never_leak_outside() {
+        let set = AllowSet {
+            regions: vec![rid("aws:us-east-1")],
+            jurisdictions: vec![Jurisdiction::IN],
+            any_jurisdiction: false,
+        };
+        let look = |r: &RegionId| r.catalogue_entry().map(|e| e.jurisdiction);
+        assert!(set.permits(&rid("aws:us-east-1"), look));
+        assert!(!set.permits(&rid("aws:us-west-2"), look));
+        assert!(!set.permits(&rid("acme:unknown-1"), look));
+        let got = set.ordered(&catalogue(), look);
+        assert_eq!(got[0], rid("aws:us-east-1"));
+        assert_eq!(got.len(), 1 + india().len());
+        // "*" never admits a region of unknown jurisdiction.
+        let any = AllowSet {
+            any_jurisdiction: true,
+            ..AllowSet::default()
+        };
+        assert!(!any.permits(&rid("acme:unknown-1"), look));
+        assert!(any.permits(&rid("aws:us-west-2"), look));
+        assert!(AllowSet::default().ordered(&catalogue(), look).is_empty());
+    }
+
+    #[test]
+    fn trusted_headers_only_from_trusted_apps() {
+        let p = rich();
+        let loans = p.app_for_key("sk-loans");
+        let chat = p.app_for_key("sk-chat");
+        assert!(loans.is_some() && chat.is_some());
+        let h = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let headers = vec![
+            h("X-Residency-Subject-Country", "us"),
+            h("x-residency-tier", "restricted"),
+        ];
+
+        let t = trusted_labels(loans, &headers);
+        assert_eq!(t.subject_country, Some(Jurisdiction::US));
+        assert_eq!(t.tier_floor, Some(Tier::Restricted));
+
+        for app in [chat, None] {
+            let t = trusted_labels(app, &headers);
+            assert_eq!(t.subject_country, None);
+            assert_eq!(t.tier_floor, None);
+            assert_eq!(t.notes.len(), 2, "{:?}", t.notes);
+        }
+
+        // A trusted app's floor can raise but never lower the tier.
+        let t = trusted_labels(loans, &[h("x-residency-tier", "public")]);
+        let e = p.evaluate(&RequestFacts {
+            tier_floor: t.tier_floor,
+            model: Some("gpt-4o"),
+            subject_country: Some(Jurisdiction::IN),
+            ..RequestFacts::new(Tier::Restricted)
+        });
+        assert_eq!(e.effective_tier, Tier::Restricted);
+        assert_eq!(e.rule, "confidential-india");
+        // A tier value that is not a tier counts as restricted (fail closed).
+        let t = trusted_labels(loans, &[h("x-residency-tier", "top-secret")]);
+        assert_eq!(t.tier_floor, Some(Tier::Restricted));
+        // Disagreeing or malformed countries are unknown.
+        let t = trusted_labels(
+            loans,
+            &[
+                h("x-residency-subject-country", "IN"),
+                h("x-residency-subject-country", "US"),
+            ],
+        );
+        assert_eq!(t.subject_country, None);
+        let t = trusted_labels(loans, &[h("x-residency-subject-country", "India")]);
+        assert_eq!(t.subject_country, None);
+    }
+
+    #[test]
+    fn no_rules_means_default_and_deny_all_denies() {
+        let p = crate::policy::Policy::deny_all("no policy");
+        let e = p.evaluate(&RequestFacts::new(Tier::Public));
+        assert_eq!(e.rule, "default");
+        assert_eq!(e.rule_index, None);
+        assert_eq!(
+            e.decision,
+            Decision::Deny {
+                reason: "no policy".into()
+            }
+        );
+        let p = lint("").unwrap();
+        assert!(matches!(
+            p.evaluate(&RequestFacts::new(Tier::Public)).decision,
+            Decision::Deny { .. }
+        ));
     }
 }

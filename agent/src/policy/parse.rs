@@ -403,7 +403,8 @@ impl Checker<'_> {
             for (k, h) in a.api_key_sha256.iter().enumerate() {
                 let f = format!("{field}.api_key_sha256[{k}]");
                 let mut digest = [0u8; 32];
-                if h.get_ref().len() != 64 || hex::decode_to_slice(h.get_ref(), &mut digest).is_err()
+                if h.get_ref().len() != 64
+                    || hex::decode_to_slice(h.get_ref(), &mut digest).is_err()
                 {
                     self.err(
                         h.span(),
@@ -584,13 +585,14 @@ impl Checker<'_> {
                 None
             }
         });
-        let subject_country = self.list(m.subject_country, f("subject_country"), |c, _, v, field| {
-            if v.get_ref() == "unknown" {
-                Some(CountryPattern::Unknown)
-            } else {
-                c.code(v, field).map(CountryPattern::Code)
-            }
-        });
+        let subject_country =
+            self.list(m.subject_country, f("subject_country"), |c, _, v, field| {
+                if v.get_ref() == "unknown" {
+                    Some(CountryPattern::Unknown)
+                } else {
+                    c.code(v, field).map(CountryPattern::Code)
+                }
+            });
         let app = self.list(m.app, f("app"), |c, _, v, field| {
             if apps.iter().any(|a| &a.name == v.get_ref()) {
                 Some(v.get_ref().clone())
@@ -721,21 +723,25 @@ impl Checker<'_> {
                 let raw_j = a.jurisdictions;
                 let len = raw_j.as_ref().map_or(0, |j| j.get_ref().len());
                 let codes = self
-                    .list(raw_j, format!("{field}.allow.jurisdictions"), |c, k, v, f| {
-                        if v.get_ref() != "*" {
-                            return c.code(v, f);
-                        }
-                        any = true;
-                        if k + 1 != len {
-                            c.err(
-                                v.span(),
-                                f,
-                                PolicyErrorKind::WildcardNotLast,
-                                "\"*\" (any other jurisdiction) must be the last entry".into(),
-                            );
-                        }
-                        None
-                    })
+                    .list(
+                        raw_j,
+                        format!("{field}.allow.jurisdictions"),
+                        |c, k, v, f| {
+                            if v.get_ref() != "*" {
+                                return c.code(v, f);
+                            }
+                            any = true;
+                            if k + 1 != len {
+                                c.err(
+                                    v.span(),
+                                    f,
+                                    PolicyErrorKind::WildcardNotLast,
+                                    "\"*\" (any other jurisdiction) must be the last entry".into(),
+                                );
+                            }
+                            None
+                        },
+                    )
                     .unwrap_or_default();
                 let set = AllowSet {
                     regions: ids,
@@ -743,7 +749,11 @@ impl Checker<'_> {
                     any_jurisdiction: any,
                 };
                 if set.regions.is_empty() && set.jurisdictions.is_empty() && !set.any_jurisdiction {
-                    if self.errors.iter().all(|e| !e.field.starts_with(&format!("{field}.allow"))) {
+                    if self
+                        .errors
+                        .iter()
+                        .all(|e| !e.field.starts_with(&format!("{field}.allow")))
+                    {
                         self.err(
                             aspan,
                             format!("{field}.allow"),
@@ -842,5 +852,330 @@ fn find_in_value(v: &toml_edit::Value, offset: usize, path: &str) -> Option<Stri
             })
         }),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lints `text` and returns `(line, column, field, kind)` of each error.
+    fn errors(text: &str) -> Vec<(usize, usize, String, PolicyErrorKind)> {
+        lint(text)
+            .expect_err("policy should be invalid")
+            .into_iter()
+            .map(|e| (e.line, e.column, e.field, e.kind))
+            .collect()
+    }
+
+    fn one(text: &str) -> (usize, usize, String, PolicyErrorKind) {
+        let mut e = errors(text);
+        assert_eq!(e.len(), 1, "{e:?}");
+        e.remove(0)
+    }
+
+    fn f(s: &str) -> String {
+        s.to_owned()
+    }
+
+    const OK_RULE: &str = "[[rule]]\nname = \"ok\"\n[rule.match]\ntier = [\"public\"]\n[rule.allow]\njurisdictions = [\"*\"]\n";
+
+    #[test]
+    fn unknown_region_id() {
+        let text = format!(
+            "{OK_RULE}\n[[rule]]\nname = \"r\"\n[rule.allow]\nregions = [\"aws:ap-south-1\", \"aws:mars-1\"]\n"
+        );
+        assert_eq!(
+            one(&text),
+            (
+                11,
+                30,
+                f("rule[1].allow.regions[1]"),
+                PolicyErrorKind::UnknownRegion
+            )
+        );
+    }
+
+    #[test]
+    fn malformed_region_id() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\nregions = [\"mumbai\"]\n"),
+            (
+                4,
+                12,
+                f("rule[0].allow.regions[0]"),
+                PolicyErrorKind::BadRegionId
+            )
+        );
+    }
+
+    #[test]
+    fn unknown_entity_type() {
+        let e = lint("[[rule]]\nname = \"r\"\n[rule.match]\nentities = [\"pan\", \"aadhar\"]\n[rule.allow]\njurisdictions = [\"IN\"]\n")
+            .unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!((e[0].line, e[0].column), (4, 20));
+        assert_eq!(e[0].field, "rule[0].match.entities[1]");
+        assert_eq!(e[0].kind, PolicyErrorKind::UnknownEntity);
+        assert!(e[0].reason.contains("\"aadhar\"") && e[0].reason.contains("aadhaar_vid"));
+    }
+
+    #[test]
+    fn unknown_tier_in_every_place() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"secret\"]\n[rule.allow]\njurisdictions = [\"IN\"]\n"),
+            (4, 9, f("rule[0].match.tier[0]"), PolicyErrorKind::UnknownTier)
+        );
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.match]\ntier_at_least = \"Restricted\"\n[rule.allow]\njurisdictions = [\"IN\"]\n"),
+            (4, 17, f("rule[0].match.tier_at_least"), PolicyErrorKind::UnknownTier)
+        );
+        assert_eq!(
+            one("unscannable_tier = \"high\"\n"),
+            (1, 20, f("unscannable_tier"), PolicyErrorKind::UnknownTier)
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_name() {
+        let text = format!("{OK_RULE}{OK_RULE}");
+        assert_eq!(
+            one(&text),
+            (8, 8, f("rule[1].name"), PolicyErrorKind::Duplicate)
+        );
+    }
+
+    #[test]
+    fn unreachable_rule_after_catch_all() {
+        let text = format!(
+            "[[rule]]\nname = \"all\"\n[rule.allow]\njurisdictions = [\"IN\"]\n\n{OK_RULE}"
+        );
+        let e = lint(&text).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            (e[0].line, e[0].column, e[0].field.as_str()),
+            (7, 8, "rule[1].name")
+        );
+        assert_eq!(e[0].kind, PolicyErrorKind::Unreachable);
+        assert!(e[0].reason.contains("rule[0] \"all\""), "{}", e[0].reason);
+    }
+
+    #[test]
+    fn deny_without_reason() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.deny]\n"),
+            (
+                3,
+                1,
+                f("rule[0].deny.reason"),
+                PolicyErrorKind::DenyWithoutReason
+            )
+        );
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.deny]\nreason = \"  \"\n"),
+            (
+                4,
+                10,
+                f("rule[0].deny.reason"),
+                PolicyErrorKind::DenyWithoutReason
+            )
+        );
+        assert_eq!(
+            one("[default.deny]\n"),
+            (
+                1,
+                1,
+                f("default.deny.reason"),
+                PolicyErrorKind::DenyWithoutReason
+            )
+        );
+    }
+
+    #[test]
+    fn allow_with_nothing_allowed() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\n"),
+            (3, 1, f("rule[0].allow"), PolicyErrorKind::AllowsNothing)
+        );
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\nregions = []\n"),
+            (
+                4,
+                11,
+                f("rule[0].allow.regions"),
+                PolicyErrorKind::EmptyList
+            )
+        );
+    }
+
+    #[test]
+    fn rule_without_or_with_two_actions() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n"),
+            (1, 1, f("rule[0]"), PolicyErrorKind::BadAction)
+        );
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\njurisdictions = [\"IN\"]\n[rule.deny]\nreason = \"x\"\n"),
+            (5, 1, f("rule[0].deny"), PolicyErrorKind::BadAction)
+        );
+    }
+
+    #[test]
+    fn bad_countries_and_wildcards() {
+        let e = lint("[[rule]]\nname = \"r\"\n[rule.match]\nsubject_country = [\"in\", \"unknown\"]\n[rule.allow]\njurisdictions = [\"*\", \"IN\"]\n").unwrap_err();
+        let got: Vec<_> = e
+            .iter()
+            .map(|e| (e.line, e.column, e.field.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    4,
+                    20,
+                    "rule[0].match.subject_country[0]",
+                    PolicyErrorKind::BadCountry
+                ),
+                (
+                    6,
+                    18,
+                    "rule[0].allow.jurisdictions[0]",
+                    PolicyErrorKind::WildcardNotLast
+                ),
+            ]
+        );
+        assert!(e[0].reason.contains("write \"IN\""), "{}", e[0].reason);
+    }
+
+    #[test]
+    fn apps_keys_headers_and_unknown_app() {
+        let text = "\
+[[app]]
+name = \"loans\"
+api_key_sha256 = [\"sk-live-raw-key\"]
+trusted_headers = [\"x-residency-region\"]
+
+[[app]]
+name = \"chat\"
+
+[[rule]]
+name = \"r\"
+[rule.match]
+app = [\"loan\"]
+[rule.allow]
+jurisdictions = [\"IN\"]
+";
+        assert_eq!(
+            errors(text),
+            [
+                (
+                    3,
+                    19,
+                    f("app[0].api_key_sha256[0]"),
+                    PolicyErrorKind::BadKeyHash
+                ),
+                (
+                    4,
+                    20,
+                    f("app[0].trusted_headers[0]"),
+                    PolicyErrorKind::UnknownHeader
+                ),
+                (
+                    6,
+                    1,
+                    f("app[1].api_key_sha256"),
+                    PolicyErrorKind::AppWithoutKey
+                ),
+                (
+                    12,
+                    8,
+                    f("rule[0].match.app[0]"),
+                    PolicyErrorKind::UnknownApp
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_key_hash_and_duplicate_app() {
+        let h = "ab".repeat(32);
+        let text = format!("[[app]]\nname = \"a\"\napi_key_sha256 = [\"{h}\"]\n[[app]]\nname = \"a\"\napi_key_sha256 = [\"{h}\"]\n");
+        assert_eq!(
+            errors(&text),
+            [
+                (5, 8, f("app[1].name"), PolicyErrorKind::Duplicate),
+                (
+                    6,
+                    19,
+                    f("app[1].api_key_sha256[0]"),
+                    PolicyErrorKind::BadKeyHash
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn model_patterns() {
+        assert_eq!(
+            one("[[rule]]\nname = \"r\"\n[rule.match]\nmodel = [\"gpt-4*\", \"*turbo\"]\n[rule.deny]\nreason = \"x\"\n"),
+            (4, 20, f("rule[0].match.model[1]"), PolicyErrorKind::BadModelPattern)
+        );
+    }
+
+    #[test]
+    fn regions_cannot_redefine_builtins() {
+        assert_eq!(
+            one("[[region]]\nid = \"aws:ap-south-1\"\njurisdiction = \"US\"\ncity = \"x\"\n"),
+            (2, 6, f("region[0].id"), PolicyErrorKind::BuiltinRegion)
+        );
+    }
+
+    #[test]
+    fn syntax_and_structure_errors_carry_position_and_field() {
+        // A typo in a field name.
+        let (line, col, field, kind) =
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\njurisdiction = [\"IN\"]\n");
+        assert_eq!((line, col, kind), (4, 1, PolicyErrorKind::Syntax));
+        assert_eq!(field, "rule[0].allow.jurisdiction");
+        // A string where a list belongs.
+        let (line, col, field, _) =
+            one("[[rule]]\nname = \"r\"\n[rule.allow]\nregions = \"aws:ap-south-1\"\n");
+        assert_eq!(
+            (line, col, field.as_str()),
+            (4, 11, "rule[0].allow.regions")
+        );
+        // Broken TOML.
+        let (line, _, _, kind) = one("name = \"x\"\n[[rule]\n");
+        assert_eq!((line, kind), (2, PolicyErrorKind::Syntax));
+        // Unknown top-level key.
+        let e = lint("nmae = \"x\"\n").unwrap_err();
+        assert_eq!(
+            (e[0].line, e[0].column, e[0].field.as_str()),
+            (1, 1, "nmae")
+        );
+        assert!(e[0].reason.contains("unknown field"), "{}", e[0].reason);
+    }
+
+    #[test]
+    fn errors_display_as_line_col_field_reason() {
+        let e = lint("unscannable_tier = \"high\"\n").unwrap_err();
+        assert!(e[0]
+            .to_string()
+            .starts_with("1:20: unscannable_tier: unknown tier \"high\""));
+    }
+
+    #[test]
+    fn dotted_keys_and_inline_tables_parse() {
+        let p = lint("[[rule]]\nname = \"r\"\nmatch.tier = [\"restricted\"]\nallow = { jurisdictions = [\"IN\"] }\n\n[default]\ndeny.reason = \"no\"\n").unwrap();
+        assert_eq!(p.rules().len(), 1);
+        assert!(!p.rules()[0].when.is_catch_all());
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncdé\nx", 0), (1, 1));
+        assert_eq!(line_col("ab\ncdé\nx", 3), (2, 1));
+        assert_eq!(line_col("ab\ncdé\nx", 8), (3, 1));
+        assert_eq!(line_col("é", 1), (1, 1));
     }
 }

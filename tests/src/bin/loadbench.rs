@@ -146,6 +146,7 @@ async fn main() {
     .unwrap();
     let agent = Proc(
         std::process::Command::new(agent_bin())
+            .envs(std::env::var("BENCH_AGENT_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
             .args(["--log-level", "warn", "run", "--config"])
             .arg(&agent_cfg)
             .stderr(std::process::Stdio::null())
