@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::config::AgentConfig;
 use crate::ingress::{self, Ingress};
+use crate::policy::active::PolicyState;
 use crate::route::Router;
 use crate::transport::pool::GatewayPool;
 use crate::transport::tls::{TlsError, TlsMaterial};
@@ -21,6 +22,7 @@ use crate::transport::tls::{TlsError, TlsMaterial};
 pub struct AgentHandle {
     local_addr: SocketAddr,
     pool: Arc<GatewayPool>,
+    policy: Arc<PolicyState>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -39,6 +41,9 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The policy state could not be opened.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::active::OpenError),
     /// The QUIC client endpoint could not be created.
     #[error("cannot open QUIC endpoint: {0}")]
     Quic(std::io::Error),
@@ -48,6 +53,10 @@ impl AgentHandle {
     /// Loads TLS material, starts the gateway links and binds the HTTP listener.
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
+        let policy = Arc::new(PolicyState::open(
+            &cfg.policy,
+            &cfg.state_dir.join("policy"),
+        )?);
         let shutdown = CancellationToken::new();
         let pool = GatewayPool::start(&cfg.gateways, &tls, &cfg.quic, shutdown.child_token())
             .map_err(StartError::Quic)?;
@@ -71,6 +80,7 @@ impl AgentHandle {
             router,
             classifier: crate::classify::Classifier::new(),
             unscannable_tier: cfg.unscannable_tier,
+            policy: policy.clone(),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
         });
@@ -85,6 +95,7 @@ impl AgentHandle {
         Ok(AgentHandle {
             local_addr,
             pool,
+            policy,
             shutdown,
             tracker,
         })
@@ -103,6 +114,11 @@ impl AgentHandle {
     /// The gateway links.
     pub fn pool(&self) -> &Arc<GatewayPool> {
         &self.pool
+    }
+
+    /// The policy state.
+    pub fn policy(&self) -> &Arc<PolicyState> {
+        &self.policy
     }
 
     /// Waits until every configured gateway is connected, up to `timeout`.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use residency_proto::RegionId;
 use serde::Deserialize;
 
+use crate::policy::active::PolicyConfig;
 use crate::transport::tls::TlsFiles;
 use crate::transport::QuicLimits;
 
@@ -41,6 +42,16 @@ pub struct AgentConfig {
     /// QUIC limits for gateway connections.
     #[serde(default)]
     pub quic: QuicLimits,
+    /// Where the policy history and last-known-good bundle are kept.
+    #[serde(default = "default_agent_state_dir")]
+    pub state_dir: PathBuf,
+    /// Unix socket for local administration (`policy push --agent`, status).
+    /// Only processes that can open this path can use it.
+    #[serde(default = "default_admin_socket")]
+    pub admin_socket: PathBuf,
+    /// Signed policy: trusted keys and fallbacks.
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 /// One gateway the agent connects to.
@@ -76,6 +87,12 @@ pub struct GatewayConfig {
     /// QUIC limits for agent connections.
     #[serde(default)]
     pub quic: QuicLimits,
+    /// Where the policy history and last-known-good bundle are kept.
+    #[serde(default = "default_gateway_state_dir")]
+    pub state_dir: PathBuf,
+    /// Signed policy that this gateway accepts and hands out to agents.
+    #[serde(default)]
+    pub policy: PolicyConfig,
 }
 
 /// Where a gateway forwards requests.
@@ -139,6 +156,18 @@ fn default_agent_listen() -> SocketAddr {
 
 fn default_gateway_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+
+fn default_agent_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/residency-agent")
+}
+
+fn default_gateway_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/residency-gateway")
+}
+
+fn default_admin_socket() -> PathBuf {
+    PathBuf::from("/run/residency-agent/admin.sock")
 }
 
 fn default_max_body() -> usize {
@@ -220,6 +249,12 @@ impl AgentConfig {
         let mut cfg: AgentConfig = read_toml(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.tls.resolve_relative_to(base);
+        resolve(base, &mut cfg.state_dir);
+        resolve(base, &mut cfg.admin_socket);
+        cfg.policy
+            .trusted_keys
+            .iter_mut()
+            .for_each(|k| resolve(base, k));
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -299,6 +334,11 @@ impl GatewayConfig {
         if let Some(ca) = cfg.upstream.ca.as_mut() {
             resolve(base, ca);
         }
+        resolve(base, &mut cfg.state_dir);
+        cfg.policy
+            .trusted_keys
+            .iter_mut()
+            .for_each(|k| resolve(base, k));
         cfg.validate(path)?;
         Ok(cfg)
     }

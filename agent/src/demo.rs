@@ -52,6 +52,10 @@ impl Demo {
             .iter()
             .filter_map(|r| RegionId::new(r).ok())
             .collect();
+        // Each run starts from a clean slate: fresh keys, no stored policy.
+        for sub in ["agent-state", "gateway-state"] {
+            let _ = std::fs::remove_dir_all(state_dir.join(sub));
+        }
         let certs = state_dir.join("certs");
         let keys = keys::generate(
             &certs,
@@ -68,7 +72,10 @@ impl Demo {
         let mut agent_toml = format!(
             "# Written by `residency-agent demo`; ports change every run.\n\
              listen = \"{listen}\"\n\
-             default_region = \"{DEMO_DEFAULT_REGION}\"\n\n\
+             default_region = \"{DEMO_DEFAULT_REGION}\"\n\
+             state_dir = \"agent-state\"\n\
+             admin_socket = \"agent-state/admin.sock\"\n\n\
+             [policy]\nbuiltin_baseline = true\n\n\
              [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n"
         );
         for region in &regions {
@@ -87,7 +94,8 @@ impl Demo {
             let text = format!(
                 "# Written by `residency-agent demo`.\n\
                  region = \"{region}\"\n\
-                 listen = \"127.0.0.1:0\"\n\n\
+                 listen = \"127.0.0.1:0\"\n\
+                 state_dir = \"gateway-state/{stem}\"\n\n\
                  [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{stem}.pem\"\nkey = \"certs/{stem}.key\"\n\n\
                  [upstream]\nbase_url = \"{}\"\napi_key = \"demo-provider-key-{}\"\n",
                 provider.base_url(),

@@ -22,7 +22,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::classify::{Classifier, RequestClassification};
-use crate::route::Router;
+use crate::policy::active::{ActivePolicy, PolicyState};
+use crate::policy::{trusted_labels, CountrySource, Decision, RequestFacts};
+use crate::route::{RouteChoice, Router};
 use crate::transport::pool::GatewayPool;
 use crate::transport::{read_frame, GuardedSend, STOP_CANCELLED};
 use error::ApiError;
@@ -42,6 +44,8 @@ pub const HDR_ENDPOINT: &str = "x-residency-endpoint";
 pub const HDR_DECISION: &str = "x-residency-decision";
 /// Header: the rule that decided.
 pub const HDR_RULE: &str = "x-residency-rule";
+/// Header: the policy version in force (`builtin` or `none` without one).
+pub const HDR_POLICY: &str = "x-residency-policy";
 
 /// Request headers the agent passes to the gateway (the gateway filters again).
 const FORWARD_HEADERS: &[&str] = &[
@@ -65,6 +69,7 @@ pub struct Ingress {
     pub(crate) router: Router,
     pub(crate) classifier: Classifier,
     pub(crate) unscannable_tier: Tier,
+    pub(crate) policy: Arc<PolicyState>,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
 }
@@ -205,20 +210,38 @@ async fn process(
             )))
         }
     };
-    let classification = if api == ApiPath::Models {
-        RequestClassification::default()
+    let policy = ingress.policy.current();
+    let unscannable_tier = policy
+        .as_ref()
+        .map_or(ingress.unscannable_tier, |p| p.policy.unscannable_tier());
+    let (classification, model) = if api == ApiPath::Models {
+        (RequestClassification::default(), None)
     } else {
-        check_json(&body)?;
-        ingress
-            .classifier
-            .scan_request(&body, ingress.unscannable_tier)
+        let model = check_json(&body)?;
+        (
+            ingress.classifier.scan_request(&body, unscannable_tier),
+            model,
+        )
     };
-    let tier = classification.tier;
+    let policy_label = policy.as_ref().map_or_else(
+        || "none".to_owned(),
+        |p| {
+            p.version
+                .map_or_else(|| "builtin".to_owned(), |v| v.to_string())
+        },
+    );
+    let (choice, tier) = decide(
+        ingress,
+        policy.as_deref(),
+        &classification,
+        &parts.headers,
+        model.as_deref(),
+    )
+    .map_err(|e| e.with_policy(&policy_label))?;
     if tier > Tier::Public {
         // Types and counts only: never the values.
-        info!(request_id, tier = %tier, entities = %classification.summary(), unscannable = ?classification.unscannable, "classified");
+        info!(request_id, tier = %tier, entities = %classification.summary(), unscannable = ?classification.unscannable, rule = %choice.rule, "classified");
     }
-    let choice = ingress.router.choose(tier);
     let Some((link, conn)) = choice
         .allowed
         .iter()
@@ -226,13 +249,17 @@ async fn process(
     else {
         let tried: Vec<&str> = choice.allowed.iter().map(|r| r.as_str()).collect();
         return Err(ApiError::no_route(if tried.is_empty() {
-            format!("no configured region may receive {tier} data")
+            format!(
+                "no configured region may receive {tier} data (rule {})",
+                choice.rule
+            )
         } else {
             format!(
                 "no gateway reachable for {tier} data in the allowed regions: {}",
                 tried.join(", ")
             )
-        }));
+        })
+        .with_policy(&policy_label));
     };
     let head = RequestHead {
         request_id: request_id.to_owned(),
@@ -313,7 +340,8 @@ async fn process(
     set(h, HDR_REGION, link.region.as_str());
     set(h, HDR_ENDPOINT, &link.name);
     set(h, HDR_DECISION, "allow");
-    set(h, HDR_RULE, choice.rule);
+    set(h, HDR_RULE, &choice.rule);
+    set(h, HDR_POLICY, &policy_label);
     if sse {
         h.insert(
             http::header::CACHE_CONTROL,
@@ -323,30 +351,117 @@ async fn process(
     Ok(resp)
 }
 
+/// The one field the agent reads itself.
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+}
+
 /// 400 unless the body is one JSON object; the message says where it breaks.
-fn check_json(body: &[u8]) -> Result<(), ApiError> {
+/// Returns the requested model, if the body names one.
+fn check_json(body: &[u8]) -> Result<Option<String>, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_none() {
         return Err(ApiError::bad_json(
             "request body is empty; expected a JSON object".into(),
         ));
     }
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        return Err(ApiError::bad_json(
-            format!(
-                "request body is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            )
-            .replace(&format!(" at line {} column {}", e.line(), e.column()), ""),
-        ));
-    }
     if first != Some(&b'{') {
+        // Syntax errors first: they say where, which helps more.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Err(json_error(&e));
+        }
         return Err(ApiError::bad_json(
             "request body must be a JSON object".into(),
         ));
     }
-    Ok(())
+    match serde_json::from_slice::<Probe>(body) {
+        Ok(p) => Ok(p.model.and_then(|m| m.as_str().map(str::to_owned))),
+        Err(e) => Err(json_error(&e)),
+    }
+}
+
+fn json_error(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_json(
+        format!(
+            "request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+        .replace(&format!(" at line {} column {}", e.line(), e.column()), ""),
+    )
+}
+
+/// Where the request may go: the active policy decides, or without one the
+/// built-in rule for public data only (fail closed). Returns the choice and
+/// the effective tier.
+fn decide(
+    ingress: &Ingress,
+    policy: Option<&ActivePolicy>,
+    classification: &RequestClassification,
+    headers: &HeaderMap,
+    model: Option<&str>,
+) -> Result<(RouteChoice, Tier), ApiError> {
+    let tier = classification.tier;
+    let Some(active) = policy else {
+        if tier >= Tier::Confidential {
+            return Err(ApiError::no_policy(tier));
+        }
+        return Ok((ingress.router.choose(tier), tier));
+    };
+    let p = &active.policy;
+    let app = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .and_then(|key| p.app_for_key(key.trim()));
+    let labelled: Vec<(String, String)> = [
+        crate::policy::SUBJECT_COUNTRY_HEADER,
+        crate::policy::TIER_HEADER,
+    ]
+    .iter()
+    .flat_map(|name| {
+        headers
+            .get_all(*name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| ((*name).to_owned(), v.to_owned()))
+    })
+    .collect();
+    let labels = trusted_labels(app, &labelled);
+    let facts = RequestFacts {
+        tier,
+        entities: classification
+            .counts
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect(),
+        subject_country: labels.subject_country,
+        subject_country_source: if labels.subject_country.is_some() {
+            CountrySource::Header
+        } else {
+            CountrySource::None
+        },
+        app: app.map(|a| a.name.as_str()),
+        model,
+        tier_floor: labels.tier_floor,
+        unscannable: !classification.unscannable.is_empty(),
+    };
+    let eval = p.evaluate(&facts);
+    match eval.decision {
+        Decision::Deny { reason } => Err(ApiError::policy_denied(&eval.rule, &reason)),
+        Decision::Allow(set) => Ok((
+            RouteChoice {
+                allowed: p.ordered(&set, &ingress.router.candidates()),
+                rule: eval.rule,
+            },
+            eval.effective_tier,
+        )),
+    }
 }
 
 fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {

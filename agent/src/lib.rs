@@ -16,6 +16,7 @@ pub mod demo;
 pub mod gateway;
 pub mod ingress;
 pub mod keys;
+pub mod policy;
 pub mod route;
 pub mod store;
 pub mod telemetry;

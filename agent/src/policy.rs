@@ -39,6 +39,7 @@
 //! `allow` rule match, and always lets a `deny` rule match. A region whose
 //! jurisdiction is unknown is permitted only where a rule names it explicitly.
 
+pub mod active;
 pub mod cli;
 mod eval;
 mod parse;

@@ -11,8 +11,8 @@ use residency_proto::{RegionId, Tier};
 pub struct RouteChoice {
     /// Allowed regions in order of preference; empty means nowhere.
     pub allowed: Vec<RegionId>,
-    /// Short reason, for the decision header and logs.
-    pub rule: &'static str,
+    /// The rule that decided, for the decision header and logs.
+    pub rule: String,
 }
 
 /// The built-in routing rule.
@@ -24,6 +24,22 @@ pub struct Router {
 }
 
 impl Router {
+    /// The configured gateway regions, the default region first and then in
+    /// config order: the preference among regions a policy allows equally.
+    pub fn candidates(&self) -> Vec<RegionId> {
+        let mut out = Vec::with_capacity(self.configured.len());
+        if self.configured.contains(&self.default_region) {
+            out.push(self.default_region.clone());
+        }
+        out.extend(
+            self.configured
+                .iter()
+                .filter(|r| *r != &self.default_region)
+                .cloned(),
+        );
+        out
+    }
+
     /// A router for the configured default region, the regions counted as
     /// India, and the regions gateways are configured for (in config order).
     pub fn new(default_region: RegionId, india: Vec<RegionId>, configured: Vec<RegionId>) -> Self {
@@ -59,11 +75,11 @@ impl Router {
                         .cloned()
                         .collect(),
                 ),
-                rule: "builtin:india-only",
+                rule: "builtin:india-only".into(),
             },
             Tier::Public | Tier::Internal => RouteChoice {
                 allowed: first_default(self.configured.clone()),
-                rule: "builtin:default-region",
+                rule: "builtin:default-region".into(),
             },
         }
     }

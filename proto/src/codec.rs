@@ -196,6 +196,12 @@ mod tests {
             }),
             Frame::Ping { nonce: u64::MAX },
             Frame::Pong { nonce: 0 },
+            Frame::PolicyAvailable { version: 7 },
+            Frame::PolicyFetch { version: 7 },
+            Frame::PolicyBundle {
+                bundle: vec![1, 2, 3],
+            },
+            Frame::PolicyAck { version: 7 },
         ]
     }
 

@@ -37,6 +37,27 @@ pub enum Frame {
         /// The nonce of the `Ping` being answered.
         nonce: u64,
     },
+    /// Control stream, gateway to agent: this policy version is available.
+    PolicyAvailable {
+        /// The newest verified version the gateway holds.
+        version: u64,
+    },
+    /// First frame of a stream, agent to gateway: send me this policy version.
+    PolicyFetch {
+        /// The version wanted.
+        version: u64,
+    },
+    /// A signed policy bundle (encoded `PolicyBundle`): the answer to
+    /// `PolicyFetch`, or, from an operator, the first frame of a push.
+    PolicyBundle {
+        /// The encoded bundle.
+        bundle: Vec<u8>,
+    },
+    /// The receiver verified, stored and activated this version.
+    PolicyAck {
+        /// The version now active.
+        version: u64,
+    },
 }
 
 /// Who is speaking on a connection.

@@ -79,7 +79,8 @@ pub fn write_gateway_config(
 ) -> PathBuf {
     let path = dir.join(format!("gw-{}.toml", region.replace(':', "-")));
     let text = format!(
-        "region = \"{region}\"\nlisten = \"{listen}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}",
+        "region = \"{region}\"\nlisten = \"{listen}\"\nstate_dir = \"gw-state-{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}",
+        region.replace(':', "-"),
         region.replace(':', "-")
     );
     std::fs::write(&path, text).expect("write gateway config");
@@ -94,10 +95,23 @@ pub fn gateway_block(region: &str, addr: SocketAddr) -> String {
     )
 }
 
-/// agent.toml text using the fleet CA and agent certificate in `certs/`.
+/// The `[policy]` section tests use unless they say otherwise: the built-in
+/// India baseline until a signed policy arrives.
+pub const BASELINE_POLICY: &str = "\n[policy]\nbuiltin_baseline = true\n";
+
+/// agent.toml text using the fleet CA and agent certificate in `certs/`,
+/// with its own state directory and admin socket next to the file, and the
+/// built-in baseline policy unless `extra` has a `[policy]` section.
 pub fn agent_config_text(default_region: &str, gateways: &str, extra: &str) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let (top, policy) = match extra.find("[policy]") {
+        Some(i) => (&extra[..i], &extra[i..]),
+        None => (extra, BASELINE_POLICY),
+    };
     format!(
-        "listen = \"127.0.0.1:0\"\ndefault_region = \"{default_region}\"\n{extra}\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n{gateways}{FAST_QUIC}"
+        "listen = \"127.0.0.1:0\"\ndefault_region = \"{default_region}\"\nstate_dir = \"agent-state-{n}\"\nadmin_socket = \"agent-admin-{n}.sock\"\n{top}\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n{gateways}{FAST_QUIC}\n{policy}\n"
     )
 }
 

@@ -21,6 +21,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Value of `x-residency-decision`.
     pub decision: &'static str,
+    /// Value of `x-residency-policy`, when known.
+    pub policy: Option<String>,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             kind,
             code,
             decision: "error",
+            policy: None,
         }
     }
 
@@ -96,6 +99,31 @@ impl ApiError {
         e
     }
 
+    /// 451: the policy refuses this request.
+    pub fn policy_denied(rule: &str, reason: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "residency_policy_violation",
+            "policy_denied",
+            format!("refused by residency policy rule {rule:?}: {reason}"),
+        );
+        e.decision = "deny";
+        e
+    }
+
+    /// 451: no valid policy is active and the request is too sensitive to
+    /// send anywhere without one (fail closed).
+    pub fn no_policy(tier: residency_proto::Tier) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "residency_policy_violation",
+            "no_active_policy",
+            format!("no valid residency policy is active, so {tier} data is not sent anywhere"),
+        );
+        e.decision = "deny";
+        e
+    }
+
     /// 502: the gateway failed before answering.
     pub fn gateway_failed(message: String) -> Self {
         Self::new(
@@ -123,6 +151,12 @@ impl ApiError {
             err.decision = "deny";
         }
         err
+    }
+
+    /// Names the policy version in force.
+    pub fn with_policy(mut self, label: &str) -> Self {
+        self.policy = Some(label.to_owned());
+        self
     }
 
     /// The JSON body.
@@ -155,6 +189,9 @@ impl ApiError {
             h.insert(HDR_REQUEST_ID, v);
         }
         h.insert(HDR_DECISION, HeaderValue::from_static(self.decision));
+        if let Some(v) = self.policy.and_then(|p| HeaderValue::from_str(&p).ok()) {
+            h.insert(super::HDR_POLICY, v);
+        }
         resp
     }
 }
