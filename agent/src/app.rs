@@ -44,6 +44,9 @@ pub enum StartError {
     /// The policy state could not be opened.
     #[error(transparent)]
     Policy(#[from] crate::policy::active::OpenError),
+    /// The admin socket could not be created.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The QUIC client endpoint could not be created.
     #[error("cannot open QUIC endpoint: {0}")]
     Quic(std::io::Error),
@@ -58,8 +61,14 @@ impl AgentHandle {
             &cfg.state_dir.join("policy"),
         )?);
         let shutdown = CancellationToken::new();
-        let pool = GatewayPool::start(&cfg.gateways, &tls, &cfg.quic, shutdown.child_token())
-            .map_err(StartError::Quic)?;
+        let pool = GatewayPool::start(
+            &cfg.gateways,
+            &tls,
+            &cfg.quic,
+            policy.clone(),
+            shutdown.child_token(),
+        )
+        .map_err(StartError::Quic)?;
         let router = Router::new(
             cfg.default_region.clone(),
             cfg.india_regions.clone(),
@@ -85,13 +94,23 @@ impl AgentHandle {
             max_body: cfg.max_body_bytes,
         });
         let tracker = TaskTracker::new();
+        let admin_listener = crate::admin::bind(&cfg.admin_socket)?;
+        tracker.spawn(crate::admin::serve(
+            admin_listener,
+            Arc::new(crate::admin::Admin {
+                policy: policy.clone(),
+                pool: pool.clone(),
+            }),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         tracker.spawn(ingress::serve(
             listener,
             ingress,
             shutdown.clone(),
             tracker.clone(),
         ));
-        info!(listen = %local_addr, gateways = cfg.gateways.len(), "agent listening");
+        info!(listen = %local_addr, gateways = cfg.gateways.len(), admin_socket = %cfg.admin_socket.display(), "agent listening");
         Ok(AgentHandle {
             local_addr,
             pool,

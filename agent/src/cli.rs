@@ -55,6 +55,12 @@ pub enum Command {
     Demo(DemoArgs),
     /// Classify text (or an OpenAI request body) and print the entities as JSON.
     Classify(ClassifyArgs),
+    /// Compliance policy: keys, lint, sign, verify, show, test, push, history.
+    Policy {
+        /// Policy subcommand.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Certificates for a development fleet.
     Keys {
         /// Keys subcommand.
@@ -95,6 +101,109 @@ pub struct ClassifyArgs {
     /// and counts per entity type.
     #[arg(long)]
     pub request: Option<PathBuf>,
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Signing keys.
+    Keys {
+        /// Keys subcommand.
+        #[command(subcommand)]
+        command: PolicyKeysCommand,
+    },
+    /// Check a policy file; errors give line, column and the field at fault.
+    Lint {
+        /// The policy (TOML).
+        file: PathBuf,
+    },
+    /// Sign a policy into a bundle.
+    Sign {
+        /// The policy (TOML); it is linted first.
+        #[arg(long)]
+        policy: PathBuf,
+        /// The secret signing key (`policy keys gen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The bundle version; must be higher than every version pushed before.
+        #[arg(long)]
+        version: u64,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle's signature against public keys.
+    Verify {
+        /// The bundle.
+        bundle: PathBuf,
+        /// A trusted public key (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+    },
+    /// Print a bundle's header and policy.
+    Show {
+        /// The bundle.
+        bundle: PathBuf,
+    },
+    /// Evaluate a policy against a request and explain the decision.
+    Test {
+        /// The policy (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// An OpenAI request body (JSON).
+        #[arg(long)]
+        request: PathBuf,
+        /// The client's address.
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+    },
+    /// Push a signed bundle to a gateway (which hands it to its agents) or to
+    /// the local agent.
+    Push {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Gateway `host:port` (QUIC, admin certificate).
+        #[arg(long, conflicts_with = "agent", required_unless_present = "agent")]
+        gateway: Option<String>,
+        /// Name in the gateway certificate (default: the host part).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Fleet CA.
+        #[arg(long, default_value = "/etc/residency-agent/certs/ca.pem")]
+        ca: PathBuf,
+        /// Admin certificate.
+        #[arg(long, default_value = "/etc/residency-agent/certs/admin.pem")]
+        cert: PathBuf,
+        /// Admin key.
+        #[arg(long, default_value = "/etc/residency-agent/certs/admin.key")]
+        key: PathBuf,
+        /// Push to the local agent through its admin socket.
+        #[arg(long)]
+        agent: bool,
+        /// The agent's admin socket.
+        #[arg(long, default_value = "/run/residency-agent/admin.sock")]
+        socket: PathBuf,
+    },
+    /// The running agent's active policy and stored history.
+    History {
+        /// The agent's admin socket.
+        #[arg(long, default_value = "/run/residency-agent/admin.sock")]
+        socket: PathBuf,
+    },
+}
+
+/// `policy keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyKeysCommand {
+    /// Write `policy-signing.key` (secret, 0600) and `policy-signing.pub`.
+    Gen {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// `keys` subcommands.
@@ -160,6 +269,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&e.to_string(), 1),
             }
         }
+        Command::Policy { command } => run_policy(command),
         Command::Classify(args) => {
             use crate::classify::cli::{self as classify_cli, CliError, CliOptions};
             let opts = CliOptions {
@@ -234,6 +344,176 @@ pub fn run(cli: Cli) -> ExitCode {
             block_on(crate::demo::run(args))
         }
     }
+}
+
+fn run_policy(command: PolicyCommand) -> ExitCode {
+    use crate::policy::cli as pcli;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let done = |r: Result<(), pcli::PolicyCliError>| match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), e.exit_code()),
+    };
+    match command {
+        PolicyCommand::Keys {
+            command: PolicyKeysCommand::Gen { out: dir },
+        } => done(pcli::keys_gen(&dir, &mut out)),
+        PolicyCommand::Lint { file } => done(pcli::lint(&file, &mut out)),
+        PolicyCommand::Sign {
+            policy,
+            key,
+            version,
+            out: bundle,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            done(pcli::sign(&policy, &key, version, &bundle, now, &mut out))
+        }
+        PolicyCommand::Verify { bundle, keys } => done(pcli::verify(&bundle, &keys, &mut out)),
+        PolicyCommand::Show { bundle } => done(pcli::show(&bundle, &mut out)),
+        PolicyCommand::Test {
+            policy,
+            request,
+            client_ip,
+            headers,
+        } => {
+            let mut parsed = Vec::new();
+            for h in &headers {
+                match h.split_once(':') {
+                    Some((k, v)) => {
+                        parsed.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    }
+                    None => {
+                        return fail(
+                            &format!("--header {h:?} must be written Name: value"),
+                            EXIT_CONFIG,
+                        )
+                    }
+                }
+            }
+            let classifier = crate::classify::Classifier::new();
+            let classify = move |body: &[u8]| {
+                let c = classifier.scan_request(body, residency_proto::Tier::Restricted);
+                let names = c
+                    .counts
+                    .iter()
+                    .map(|(t, _)| t.as_str().to_owned())
+                    .collect();
+                (c.tier, names)
+            };
+            done(pcli::test(
+                &policy, &request, client_ip, &parsed, &classify, &mut out,
+            ))
+        }
+        PolicyCommand::Push {
+            bundle,
+            gateway,
+            server_name,
+            ca,
+            cert,
+            key,
+            agent,
+            socket,
+        } => {
+            let bytes = match std::fs::read(&bundle) {
+                Ok(b) => b,
+                Err(e) => return fail(&format!("{}: {e}", bundle.display()), EXIT_DATA),
+            };
+            block_on(async move {
+                if agent {
+                    let r = crate::admin::agent_request(
+                        &socket,
+                        http::Method::PUT,
+                        "/v1/admin/policy",
+                        bytes.into(),
+                    )
+                    .await;
+                    return match r {
+                        Ok((status, v)) if status.is_success() => {
+                            println!("agent activated policy version {}", v["version"]);
+                            ExitCode::SUCCESS
+                        }
+                        Ok((_, v)) => fail(
+                            &format!(
+                                "agent refused the bundle: {}",
+                                v["error"]["message"].as_str().unwrap_or("unknown reason")
+                            ),
+                            EXIT_DATA,
+                        ),
+                        Err(e) => fail(&e.to_string(), 1),
+                    };
+                }
+                let Some(address) = gateway else {
+                    return fail("give --gateway ADDR or --agent", EXIT_CONFIG);
+                };
+                let name = server_name.unwrap_or_else(|| host_of(&address));
+                let tls = crate::transport::tls::TlsFiles { ca, cert, key };
+                match crate::admin::push_to_gateway(&address, &name, &tls, bytes).await {
+                    Ok(v) => {
+                        println!("gateway {address} activated policy version {v}; connected agents fetch it now");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e @ crate::admin::AdminError::Refused(_)) => {
+                        fail(&e.to_string(), EXIT_DATA)
+                    }
+                    Err(e) => fail(&e.to_string(), 1),
+                }
+            })
+        }
+        PolicyCommand::History { socket } => block_on(async move {
+            let active = crate::admin::agent_request(
+                &socket,
+                http::Method::GET,
+                "/v1/admin/policy",
+                bytes::Bytes::new(),
+            )
+            .await;
+            let hist = crate::admin::agent_request(
+                &socket,
+                http::Method::GET,
+                "/v1/admin/policy/history",
+                bytes::Bytes::new(),
+            )
+            .await;
+            match (active, hist) {
+                (Ok((_, a)), Ok((_, h))) => {
+                    println!(
+                        "active: {} (source {})",
+                        a["version"],
+                        a["source"].as_str().unwrap_or("?")
+                    );
+                    println!("refused bundles since start: {}", a["refused_bundles"]);
+                    println!(
+                        "{:>10}  {:<18}  {:<12}  active",
+                        "version", "key id", "issued at"
+                    );
+                    for item in h["history"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:>10}  {:<18}  {:<12}  {}",
+                            item["version"],
+                            item["key_id"].as_str().unwrap_or("?"),
+                            item["issued_at"],
+                            if item["active"] == true { "*" } else { "" }
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                (Err(e), _) | (_, Err(e)) => fail(&e.to_string(), 1),
+            }
+        }),
+    }
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_owned();
+    }
+    address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .to_owned()
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::config::GatewayConfig;
+use crate::policy::active::{OpenError, PolicyState};
 use crate::transport::tls::{Identity, TlsError, TlsMaterial};
 use crate::transport::{read_frame, write_frame, FrameStream, GuardedSend, RESET_UPSTREAM_FAILED};
 use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
@@ -29,6 +30,7 @@ use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
 #[derive(Debug)]
 pub struct GatewayHandle {
     local_addr: SocketAddr,
+    policy: Arc<PolicyState>,
     region: RegionId,
     endpoint: quinn::Endpoint,
     shutdown: CancellationToken,
@@ -49,6 +51,9 @@ pub enum GatewayError {
         /// What the certificate names.
         named: String,
     },
+    /// The policy state could not be opened.
+    #[error(transparent)]
+    Policy(#[from] OpenError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -61,6 +66,7 @@ pub enum GatewayError {
 
 struct State {
     region: RegionId,
+    policy: Arc<PolicyState>,
     upstream: Upstream,
     codec: Codec,
     max_body: usize,
@@ -92,8 +98,13 @@ impl GatewayHandle {
             source,
         })?;
         let upstream = Upstream::new(&cfg.upstream, cfg.api_key())?;
+        let policy = Arc::new(PolicyState::open(
+            &cfg.policy,
+            &cfg.state_dir.join("policy"),
+        )?);
         let state = Arc::new(State {
             region: cfg.region.clone(),
+            policy: policy.clone(),
             upstream,
             codec: cfg.quic.codec(),
             max_body: cfg.upstream.max_body_bytes,
@@ -109,6 +120,7 @@ impl GatewayHandle {
         info!(region = %cfg.region, listen = %local_addr, "gateway listening");
         Ok(GatewayHandle {
             local_addr,
+            policy,
             region: cfg.region,
             endpoint,
             shutdown,
@@ -119,6 +131,11 @@ impl GatewayHandle {
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The policy this gateway holds and hands out.
+    pub fn policy(&self) -> &Arc<PolicyState> {
+        &self.policy
     }
 
     /// The region served.
@@ -198,7 +215,7 @@ async fn serve_connection(
         match stream {
             Ok((send, recv)) => {
                 let state = state.clone();
-                tracker.spawn(serve_stream(send, recv, state));
+                tracker.spawn(serve_stream(send, recv, state, peer.clone()));
             }
             Err(e) => {
                 info!(peer = %peer, reason = %e, "agent disconnected");
@@ -208,7 +225,12 @@ async fn serve_connection(
     }
 }
 
-async fn serve_stream(send: quinn::SendStream, mut recv: quinn::RecvStream, state: Arc<State>) {
+async fn serve_stream(
+    send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    state: Arc<State>,
+    peer: Identity,
+) {
     let send = GuardedSend::new(send);
     let (frame, rest) = match read_frame(&mut recv, &state.codec).await {
         Ok(Some(f)) => f,
@@ -222,6 +244,8 @@ async fn serve_stream(send: quinn::SendStream, mut recv: quinn::RecvStream, stat
     match frame {
         Frame::Hello(_) => control(send, FrameStream::new(recv, state.codec, rest), &state).await,
         Frame::RequestHead(head) => forward(send, recv, rest, head, &state).await,
+        Frame::PolicyFetch { version } => serve_policy(send, version, &state).await,
+        Frame::PolicyBundle { bundle } => accept_push(send, bundle, &state, &peer).await,
         _ => {
             refuse(
                 send,
@@ -234,7 +258,8 @@ async fn serve_stream(send: quinn::SendStream, mut recv: quinn::RecvStream, stat
     }
 }
 
-/// The control stream: answer the hello, then pings.
+/// The control stream: answer the hello, announce the newest policy, then
+/// answer pings and announce every new policy as it arrives.
 async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) {
     let hello = Frame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
@@ -242,22 +267,95 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
         region: Some(state.region.clone()),
         software: crate::SOFTWARE.into(),
     });
-    let Some(s) = send.stream() else { return };
-    if write_frame(s, &state.codec, &hello).await.is_err() {
+    let mut versions = state.policy.subscribe();
+    let mut out = Vec::new();
+    let codec = &state.codec;
+    if codec.encode(&hello, &mut out).is_err() {
         return;
     }
-    while let Ok(Some(frame)) = frames.next().await {
-        if let Frame::Ping { nonce } = frame {
-            let Some(s) = send.stream() else { return };
-            if write_frame(s, &state.codec, &Frame::Pong { nonce })
-                .await
-                .is_err()
-            {
-                return;
+    if let Some(version) = *versions.borrow_and_update() {
+        if codec
+            .encode(&Frame::PolicyAvailable { version }, &mut out)
+            .is_err()
+        {
+            return;
+        }
+    }
+    if send.write_all(&out).await.is_err() {
+        return;
+    }
+    loop {
+        let reply = tokio::select! {
+            f = frames.next() => match f {
+                Ok(Some(Frame::Ping { nonce })) => Frame::Pong { nonce },
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            },
+            changed = versions.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                match *versions.borrow_and_update() {
+                    Some(version) => Frame::PolicyAvailable { version },
+                    None => continue,
+                }
             }
+        };
+        let Some(s) = send.stream() else { return };
+        if write_frame(s, codec, &reply).await.is_err() {
+            return;
         }
     }
     send.finish();
+}
+
+/// An agent fetches the bundle this gateway announced.
+async fn serve_policy(mut send: GuardedSend, version: u64, state: &State) {
+    match state.policy.current() {
+        Some(p) if p.version == Some(version) => {
+            let frame = Frame::PolicyBundle {
+                bundle: p.bundle.clone(),
+            };
+            if let Some(s) = send.stream() {
+                if write_frame(s, &state.codec, &frame).await.is_ok() {
+                    send.finish();
+                }
+            }
+        }
+        other => {
+            let newest = other.and_then(|p| p.version);
+            let msg = format!("policy version {version} is not available (newest: {newest:?})");
+            refuse(send, &state.codec, ErrorCode::BadRequest, msg).await;
+        }
+    }
+}
+
+/// An operator pushes a signed bundle: verify, store, activate, announce.
+async fn accept_push(send: GuardedSend, bundle: Vec<u8>, state: &Arc<State>, peer: &Identity) {
+    if !matches!(peer, Identity::Admin(_)) {
+        warn!(peer = %peer, "policy push refused: the certificate is not an admin certificate");
+        let msg = "policy push needs an admin certificate".to_owned();
+        refuse(send, &state.codec, ErrorCode::PolicyDenied, msg).await;
+        return;
+    }
+    let policy = state.policy.clone();
+    let installed = tokio::task::spawn_blocking(move || policy.install(&bundle)).await;
+    match installed {
+        Ok(Ok(version)) => {
+            info!(peer = %peer, version, "policy pushed");
+            let mut send = send;
+            if let Some(s) = send.stream() {
+                if write_frame(s, &state.codec, &Frame::PolicyAck { version })
+                    .await
+                    .is_ok()
+                {
+                    send.finish();
+                }
+            }
+        }
+        Ok(Err(e)) => refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await,
+        Err(e) => refuse(send, &state.codec, ErrorCode::Internal, e.to_string()).await,
+    }
 }
 
 async fn refuse(mut send: GuardedSend, codec: &Codec, code: ErrorCode, message: String) {

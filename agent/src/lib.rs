@@ -8,6 +8,7 @@
 //! [`config`] reads the files, [`keys`] makes development certificates and
 //! [`demo`] runs the whole thing on loopback.
 
+pub mod admin;
 pub mod app;
 pub mod classify;
 pub mod cli;

@@ -51,8 +51,8 @@ use sha2::{Digest, Sha256};
 pub use eval::{
     trusted_labels, AllowSet, CountrySource, Decision, Evaluation, RequestFacts, TrustedLabels,
 };
-pub use parse::{lint, PolicyError};
-pub use sign::{PolicySigningKey, SignError, TrustedKey, VerifiedPolicy, VerifyError};
+pub use parse::{lint, PolicyError, PolicyErrorKind};
+pub use sign::{KeyError, PolicySigningKey, SignError, TrustedKey, VerifiedPolicy, VerifyError};
 
 /// The entity type names of the sensitivity spec, the only ones a policy may
 /// name.
@@ -296,6 +296,29 @@ mod tests {
         assert_eq!(Policy::builtin_baseline(), linted);
         assert_eq!(linted.rules().len(), 3);
         assert_eq!(linted.unscannable_tier(), Tier::Restricted);
+    }
+
+    #[test]
+    fn bank_branch_example_is_valid_and_routes_as_documented() {
+        let p = lint(include_str!("../../examples/policy/bank-branch.toml")).unwrap();
+        assert_eq!(p.rules().len(), 7);
+        let loans = p.app_for_key("sk-demo-loans").unwrap();
+        assert!(loans.trusts_subject_country && loans.trusts_tier);
+        let e = p.evaluate(&RequestFacts {
+            entities: vec!["payment_card"],
+            model: Some("gpt-4o"),
+            ..RequestFacts::new(Tier::Restricted)
+        });
+        assert_eq!(e.rule, "payments-and-aadhaar-in-mumbai");
+        let set = e.decision.allow_set().unwrap();
+        let order = p.ordered(set, &p.known_regions());
+        assert_eq!(order[0].as_str(), "bank:in-navi-mumbai-1");
+        assert_eq!(order[1].as_str(), "aws:ap-south-1");
+        assert!(order
+            .iter()
+            .all(|r| p.jurisdiction_of(r) == Some(Jurisdiction::IN)));
+        let e = p.evaluate(&RequestFacts::new(Tier::Confidential));
+        assert_eq!(e.rule, "no-legacy-models-for-personal-data");
     }
 
     #[test]

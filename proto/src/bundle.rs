@@ -22,8 +22,9 @@ pub const BUNDLE_FORMAT: u8 = 1;
 /// Bytes before the postcard payload: magic and length.
 pub const BUNDLE_HEADER_LEN: usize = 8;
 
-/// Default largest encoded bundle accepted (1 MiB): a policy is a page of text.
-pub const DEFAULT_MAX_BUNDLE_LEN: usize = 1024 * 1024;
+/// Default largest encoded bundle accepted (60 KiB, so it fits in one frame):
+/// a policy is a few pages of text.
+pub const DEFAULT_MAX_BUNDLE_LEN: usize = 60 * 1024;
 
 /// Length of an ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
@@ -241,6 +242,24 @@ mod tests {
         let bytes = b.encode();
         assert_eq!(&bytes[..4], b"RSPB");
         assert_eq!(PolicyBundle::decode(&bytes, DEFAULT_MAX_BUNDLE_LEN), Ok(b));
+    }
+
+    #[test]
+    fn wire_layout_is_stable() {
+        let b = PolicyBundle {
+            format: 1,
+            version: 300,
+            issued_at: 1,
+            key_id: "ab".into(),
+            policy: b"x".to_vec(),
+            signature: vec![9; SIGNATURE_LEN],
+        };
+        let mut want = b"RSPB".to_vec();
+        let mut payload = vec![1, 0xac, 0x02, 1, 2, b'a', b'b', 1, b'x', 64];
+        payload.extend_from_slice(&[9; SIGNATURE_LEN]);
+        want.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        want.extend_from_slice(&payload);
+        assert_eq!(b.encode(), want);
     }
 
     #[test]

@@ -16,8 +16,8 @@ use super::sign::{verify, TrustedKey, VerifyError};
 use super::Policy;
 use crate::store::{PolicyStore, Source, StoreError};
 
-/// Largest bundle accepted, in bytes.
-pub const MAX_BUNDLE_BYTES: usize = 60 * 1024;
+/// Largest bundle accepted, in bytes: it must fit in one frame.
+pub const MAX_BUNDLE_BYTES: usize = residency_proto::DEFAULT_MAX_BUNDLE_LEN;
 
 /// The `[policy]` section of agent.toml and gateway.toml.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]

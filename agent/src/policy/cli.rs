@@ -20,7 +20,7 @@ pub const SECRET_KEY_FILE: &str = "policy-signing.key";
 /// File name of the public key written by [`keys_gen`].
 pub const PUBLIC_KEY_FILE: &str = "policy-signing.pub";
 
-/// The classifier as [`test`] uses it: request bytes in, the tier and the
+/// The classifier as [`test()`] uses it: request bytes in, the tier and the
 /// entity type names (spec names) found out.
 pub type ClassifyFn = dyn Fn(&[u8]) -> (Tier, Vec<String>);
 
@@ -239,6 +239,7 @@ pub fn test(
         })?;
     let model = json.get("model").and_then(|m| m.as_str());
     let (tier, entities) = classify(&body);
+    let unscannable = has_unscannable_part(&json);
 
     let bearer = headers.iter().find_map(|(k, v)| {
         if !k.eq_ignore_ascii_case("authorization") {
@@ -262,7 +263,7 @@ pub fn test(
         app: app.map(|a| a.name.as_str()),
         model,
         tier_floor: labels.tier_floor,
-        unscannable: false,
+        unscannable,
     };
     let eval = policy.evaluate(&facts);
 
@@ -300,6 +301,13 @@ pub fn test(
         }
     )?;
     writeln!(out, "model: {}", model.unwrap_or("(none)"))?;
+    if unscannable {
+        writeln!(
+            out,
+            "unscannable content: yes (counts as {})",
+            policy.unscannable_tier()
+        )?;
+    }
     match facts.subject_country {
         Some(c) => writeln!(
             out,
@@ -348,6 +356,32 @@ fn report(
             if errors.len() == 1 { "" } else { "s" }
         ),
     })
+}
+
+/// Content part types of the OpenAI APIs whose content the classifier cannot
+/// read (images, audio, files).
+const UNSCANNABLE_PARTS: [&str; 7] = [
+    "image_url",
+    "input_image",
+    "image",
+    "input_audio",
+    "audio",
+    "file",
+    "input_file",
+];
+
+/// True if any object in the request has a `type` naming an unscannable part.
+fn has_unscannable_part(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.get("type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| UNSCANNABLE_PARTS.contains(&t))
+                || map.values().any(has_unscannable_part)
+        }
+        serde_json::Value::Array(items) => items.iter().any(has_unscannable_part),
+        _ => false,
+    }
 }
 
 fn io_err(path: &Path, source: io::Error) -> PolicyCliError {
@@ -579,6 +613,18 @@ mod tests {
             "{o}"
         );
         assert!(!o.contains("us-east-1"), "{o}");
+
+        // An image part counts as the policy's unscannable tier (restricted).
+        let img = dir.path().join("img.json");
+        fs::write(
+            &img,
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:,"}}]}]}"#,
+        )
+        .unwrap();
+        let (o, r) = run(|out| test(&policy, &img, None, &[], &public, out));
+        r.unwrap();
+        assert!(o.contains("effective tier: restricted\n"), "{o}");
+        assert!(o.contains("unscannable content: yes"), "{o}");
 
         // The same header from an unknown key is ignored.
         let headers = [

@@ -18,6 +18,8 @@ use tracing::{debug, info, warn};
 use super::tls::TlsMaterial;
 use super::{read_frame, write_frame, FrameStream, QuicLimits};
 use crate::config::GatewayEndpoint;
+use crate::policy::active::PolicyState;
+use crate::transport::GuardedSend;
 
 /// How long one connection attempt (handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +28,8 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the control stream is pinged.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
+/// A ping unanswered for this long means the gateway is not serving.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// All gateway links of an agent.
 #[derive(Debug)]
@@ -91,6 +95,7 @@ impl GatewayPool {
         gateways: &[GatewayEndpoint],
         tls: &TlsMaterial,
         limits: &QuicLimits,
+        policy: Arc<PolicyState>,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
@@ -119,6 +124,7 @@ impl GatewayPool {
                 v6.clone(),
                 client,
                 limits.codec(),
+                policy.clone(),
                 shutdown.clone(),
             ));
             links.push(link);
@@ -163,6 +169,7 @@ async fn supervise(
     v6: Option<quinn::Endpoint>,
     client: quinn::ClientConfig,
     codec: Codec,
+    policy: Arc<PolicyState>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -181,7 +188,7 @@ async fn supervise(
                 link.conn.store(Some(Arc::new(conn.clone())));
                 let reason = tokio::select! {
                     e = conn.closed() => e.to_string(),
-                    e = ping(&link, control, &codec) => e,
+                    e = control_loop(&link, &conn, control, &codec, &policy) => e,
                     () = shutdown.cancelled() => {
                         link.conn.store(None);
                         conn.close(0u32.into(), b"agent shutting down");
@@ -261,25 +268,106 @@ async fn connect_once(
         .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
 }
 
-/// Pings on the control stream until it fails; returns why.
-async fn ping(link: &GatewayLink, (mut send, mut frames): Control, codec: &Codec) -> String {
+/// Runs the control stream until it fails, returning why: pings to measure
+/// the round trip, and policy announcements, each fetched at once if newer
+/// than the active policy.
+async fn control_loop(
+    link: &GatewayLink,
+    conn: &quinn::Connection,
+    (mut send, mut frames): Control,
+    codec: &Codec,
+    policy: &Arc<PolicyState>,
+) -> String {
     let mut nonce: u64 = 0;
+    let mut outstanding: Option<(u64, Instant)> = None;
+    let mut tick = tokio::time::interval(PING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        nonce += 1;
-        let sent = Instant::now();
-        if let Err(e) = write_frame(&mut send, codec, &Frame::Ping { nonce }).await {
-            return e.to_string();
-        }
-        loop {
-            match frames.next().await {
-                Ok(Some(Frame::Pong { nonce: n })) if n == nonce => break,
-                Ok(Some(_)) => continue,
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some((_, sent)) = outstanding {
+                    if sent.elapsed() > PING_TIMEOUT {
+                        return format!("no answer to a ping for {PING_TIMEOUT:?}");
+                    }
+                    continue;
+                }
+                nonce += 1;
+                if let Err(e) = write_frame(&mut send, codec, &Frame::Ping { nonce }).await {
+                    return e.to_string();
+                }
+                outstanding = Some((nonce, Instant::now()));
+            }
+            frame = frames.next() => match frame {
+                Ok(Some(Frame::Pong { nonce: n })) => {
+                    if let Some((want, sent)) = outstanding {
+                        if n == want {
+                            let rtt = sent.elapsed().as_micros().max(1) as u64;
+                            link.rtt_micros.store(rtt, Ordering::Relaxed);
+                            outstanding = None;
+                        }
+                    }
+                }
+                Ok(Some(Frame::PolicyAvailable { version })) => {
+                    if policy.version() < Some(version) {
+                        tokio::spawn(fetch_policy(
+                            link.region.clone(),
+                            conn.clone(),
+                            version,
+                            *codec,
+                            policy.clone(),
+                        ));
+                    }
+                }
+                Ok(Some(_)) => {}
                 Ok(None) => return "control stream closed by gateway".into(),
                 Err(e) => return e.to_string(),
             }
         }
-        let rtt = sent.elapsed().as_micros().max(1) as u64;
-        link.rtt_micros.store(rtt, Ordering::Relaxed);
-        tokio::time::sleep(PING_INTERVAL).await;
+    }
+}
+
+/// Fetches an announced bundle on its own stream, then verifies, stores and
+/// activates it.
+async fn fetch_policy(
+    region: RegionId,
+    conn: quinn::Connection,
+    version: u64,
+    codec: Codec,
+    policy: Arc<PolicyState>,
+) {
+    let fetched = async {
+        let (send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let mut send = GuardedSend::new(send);
+        let req = codec
+            .encode_to_vec(&Frame::PolicyFetch { version })
+            .map_err(|e| e.to_string())?;
+        send.write_all(&req).await.map_err(|e| e.to_string())?;
+        send.finish();
+        match read_frame(&mut recv, &codec).await {
+            Ok(Some((Frame::PolicyBundle { bundle }, _))) => Ok(bundle),
+            Ok(Some((Frame::Error(e), _))) => Err(e.message),
+            Ok(_) => Err("unexpected answer".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let bundle = match tokio::time::timeout(CONNECT_TIMEOUT, fetched).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            warn!(region = %region, version, error = %e, "policy fetch failed");
+            return;
+        }
+        Err(_) => {
+            warn!(region = %region, version, "policy fetch timed out");
+            return;
+        }
+    };
+    // Another gateway may have delivered the same version meanwhile.
+    if policy.version() >= Some(version) {
+        return;
+    }
+    match tokio::task::spawn_blocking(move || policy.install(&bundle)).await {
+        Ok(Ok(v)) => info!(region = %region, version = v, "policy fetched from gateway"),
+        Ok(Err(_)) => {} // already logged with the reason
+        Err(e) => warn!(error = %e, "policy install task failed"),
     }
 }

@@ -1,0 +1,313 @@
+//! Local administration: a Unix socket on the agent (only processes that can
+//! open the path can use it; no port is opened) and the operator's clients,
+//! for the agent's socket and for pushing policy to a gateway over QUIC with
+//! an admin certificate.
+//!
+//! Socket API (HTTP/1.1, JSON answers):
+//! - `PUT /v1/admin/policy` with a bundle as the body: verify, store, activate.
+//! - `GET /v1/admin/policy`: the active policy's version, key id and source.
+//! - `GET /v1/admin/policy/history`: stored bundles, newest first.
+//! - `GET /v1/admin/status`: gateways, their health and round-trip time.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use residency_proto::{Codec, Frame};
+use serde_json::json;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::ingress::Body;
+use crate::policy::active::{InstallError, PolicyState, MAX_BUNDLE_BYTES};
+use crate::transport::pool::GatewayPool;
+use crate::transport::tls::{TlsFiles, TlsMaterial};
+use crate::transport::{read_frame, GuardedSend};
+
+/// What the admin socket serves.
+#[derive(Debug)]
+pub struct Admin {
+    /// Policy state.
+    pub policy: Arc<PolicyState>,
+    /// Gateway links.
+    pub pool: Arc<GatewayPool>,
+}
+
+/// Why an admin operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The socket could not be created.
+    #[error("admin socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The peer could not be reached or failed.
+    #[error("{0}")]
+    Transport(String),
+    /// The peer refused the request; the message says why.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// Binds the admin socket (replacing a stale one) with mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
+    let err = |source| AdminError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => debug!(path = %path.display(), "removed a stale admin socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    }
+    Ok(listener)
+}
+
+/// Serves the admin socket until `shutdown`.
+pub async fn serve(
+    listener: UnixListener,
+    admin: Arc<Admin>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let stream = tokio::select! {
+            s = listener.accept() => s,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((stream, _)) = stream else { continue };
+        let admin = admin.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let admin = admin.clone();
+            async move { Ok::<_, Infallible>(handle(&admin, req).await) }
+        });
+        tracker.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, v: serde_json::Value) -> http::Response<Body> {
+    let mut r = http::Response::new(
+        Full::new(Bytes::from(v.to_string()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> http::Response<Body> {
+    reply(
+        status,
+        json!({"error": {"message": message, "type": "admin_error", "code": code}}),
+    )
+}
+
+async fn handle(admin: &Admin, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::PUT, "/v1/admin/policy") => {
+            let body = match Limited::new(req.into_body(), MAX_BUNDLE_BYTES)
+                .collect()
+                .await
+            {
+                Ok(c) => c.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "bundle_too_large",
+                        format!("cannot read the bundle (at most {MAX_BUNDLE_BYTES} bytes): {e}"),
+                    )
+                }
+            };
+            let policy = admin.policy.clone();
+            match tokio::task::spawn_blocking(move || policy.install(&body)).await {
+                Ok(Ok(version)) => {
+                    info!(version, "policy pushed through the admin socket");
+                    reply(StatusCode::OK, json!({"version": version}))
+                }
+                Ok(Err(InstallError::Verify(e))) => {
+                    error(StatusCode::CONFLICT, "bundle_refused", e.to_string())
+                }
+                Ok(Err(e)) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_failed",
+                    e.to_string(),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            }
+        }
+        (Method::GET, "/v1/admin/policy") => {
+            let v = match admin.policy.current() {
+                Some(p) => json!({
+                    "source": if p.version.is_some() { "signed" } else { "builtin-baseline" },
+                    "version": p.version,
+                    "key_id": p.key_id,
+                    "name": p.policy.name(),
+                    "rules": p.policy.rules().len(),
+                    "refused_bundles": admin.policy.refused(),
+                }),
+                None => {
+                    json!({"source": "none", "version": null, "refused_bundles": admin.policy.refused()})
+                }
+            };
+            reply(StatusCode::OK, v)
+        }
+        (Method::GET, "/v1/admin/policy/history") => {
+            let active = admin.policy.version();
+            let items: Vec<serde_json::Value> = admin
+                .policy
+                .history()
+                .into_iter()
+                .map(|(version, key_id, issued_at)| {
+                    json!({"version": version, "key_id": key_id, "issued_at": issued_at, "active": Some(version) == active})
+                })
+                .collect();
+            reply(StatusCode::OK, json!({ "history": items }))
+        }
+        (Method::GET, "/v1/admin/status") => {
+            let gateways: Vec<serde_json::Value> = admin
+                .pool
+                .links()
+                .iter()
+                .map(|l| {
+                    json!({
+                        "region": l.region.as_str(),
+                        "endpoint": l.name,
+                        "address": l.address,
+                        "up": l.is_up(),
+                        "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
+                    })
+                })
+                .collect();
+            reply(
+                StatusCode::OK,
+                json!({"software": crate::SOFTWARE, "policy_version": admin.policy.version(), "gateways": gateways}),
+            )
+        }
+        (m, p) => error(
+            StatusCode::NOT_FOUND,
+            "unknown_url",
+            format!("no admin endpoint {m} {p}"),
+        ),
+    }
+}
+
+/// Sends one request to an agent's admin socket; returns status and body.
+pub async fn agent_request(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(StatusCode, serde_json::Value), AdminError> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        AdminError::Transport(format!(
+            "cannot connect to {}: {e} (is the agent running, and may you open its admin socket?)",
+            socket.display()
+        ))
+    })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, "localhost")
+        .body(Full::new(body))
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    let status = resp.status();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?
+        .to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok((status, v))
+}
+
+/// Pushes a bundle to a gateway over QUIC with an admin certificate; returns
+/// the version the gateway activated.
+pub async fn push_to_gateway(
+    address: &str,
+    server_name: &str,
+    tls: &TlsFiles,
+    bundle: Vec<u8>,
+) -> Result<u64, AdminError> {
+    let t = |e: &dyn std::fmt::Display| AdminError::Transport(e.to_string());
+    let material = TlsMaterial::load(tls).map_err(|e| t(&e))?;
+    let crypto = material.admin_client_config().map_err(|e| t(&e))?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| t(&e))?;
+    let client = quinn::ClientConfig::new(Arc::new(quic));
+    let addr = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| t(&e))?
+        .next()
+        .ok_or_else(|| AdminError::Transport(format!("cannot resolve {address}")))?;
+    let bind: std::net::SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().map_err(|e| t(&e))?
+    } else {
+        "0.0.0.0:0".parse().map_err(|e| t(&e))?
+    };
+    let endpoint = quinn::Endpoint::client(bind).map_err(|e| t(&e))?;
+    let conn = endpoint
+        .connect_with(client, addr, server_name)
+        .map_err(|e| t(&e))?
+        .await
+        .map_err(|e| t(&e))?;
+    let codec = Codec::default();
+    let result = async {
+        let (send, mut recv) = conn.open_bi().await.map_err(|e| t(&e))?;
+        let mut send = GuardedSend::new(send);
+        let frame = codec
+            .encode_to_vec(&Frame::PolicyBundle { bundle })
+            .map_err(|e| t(&e))?;
+        send.write_all(&frame).await.map_err(|e| t(&e))?;
+        send.finish();
+        match read_frame(&mut recv, &codec).await {
+            Ok(Some((Frame::PolicyAck { version }, _))) => Ok(version),
+            Ok(Some((Frame::Error(e), _))) => Err(AdminError::Refused(e.message)),
+            Ok(_) => Err(AdminError::Transport(
+                "unexpected answer from the gateway".into(),
+            )),
+            Err(e) => Err(t(&e)),
+        }
+    }
+    .await;
+    conn.close(0u32.into(), b"done");
+    endpoint.wait_idle().await;
+    if let Err(e) = &result {
+        warn!(gateway = address, error = %e, "policy push failed");
+    }
+    result
+}
