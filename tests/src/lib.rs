@@ -36,6 +36,8 @@ pub struct FleetOptions {
     pub mock: MockOptions,
     /// Extra lines appended to agent.toml.
     pub agent_extra: String,
+    /// Extra sections appended to every gateway.toml.
+    pub gateway_extra: String,
 }
 
 impl Default for FleetOptions {
@@ -48,6 +50,7 @@ impl Default for FleetOptions {
                 ..MockOptions::default()
             },
             agent_extra: String::new(),
+            gateway_extra: String::new(),
         }
     }
 }
@@ -77,9 +80,21 @@ pub fn write_gateway_config(
     listen: &str,
     cert_stem: &str,
 ) -> PathBuf {
+    write_gateway_config_with(dir, region, upstream, listen, cert_stem, "")
+}
+
+/// [`write_gateway_config`] with extra sections appended (e.g. `[policy]`).
+pub fn write_gateway_config_with(
+    dir: &Path,
+    region: &str,
+    upstream: &str,
+    listen: &str,
+    cert_stem: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("gw-{}.toml", region.replace(':', "-")));
     let text = format!(
-        "region = \"{region}\"\nlisten = \"{listen}\"\nstate_dir = \"gw-state-{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}",
+        "region = \"{region}\"\nlisten = \"{listen}\"\nstate_dir = \"gw-state-{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}\n{extra}\n",
         region.replace(':', "-"),
         region.replace(':', "-")
     );
@@ -144,8 +159,14 @@ impl Fleet {
                 .await
                 .expect("mock");
             let stem = keys::gateway_stem(&RegionId::new(region).unwrap());
-            let path =
-                write_gateway_config(dir.path(), region, &p.base_url(), "127.0.0.1:0", &stem);
+            let path = write_gateway_config_with(
+                dir.path(),
+                region,
+                &p.base_url(),
+                "127.0.0.1:0",
+                &stem,
+                &opts.gateway_extra,
+            );
             let gw = GatewayHandle::start(GatewayConfig::load(&path).expect("gateway config"))
                 .await
                 .expect("gateway start");
@@ -173,6 +194,28 @@ impl Fleet {
             gateways,
             agent,
         }
+    }
+
+    /// Starts another agent connected to the same gateways, with `extra`
+    /// in its config.
+    pub async fn another_agent(&self, extra: &str) -> AgentHandle {
+        let mut blocks = String::new();
+        for g in self.gateways.iter().flatten() {
+            blocks.push_str(&gateway_block(g.region().as_str(), g.local_addr()));
+        }
+        let path = self.dir.path().join(format!(
+            "agent-{}.toml",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::write(&path, agent_config_text("aws:us-east-1", &blocks, extra)).unwrap();
+        let agent = AgentHandle::start(AgentConfig::load(&path).expect("agent config"))
+            .await
+            .expect("agent start");
+        assert!(agent.wait_connected(Duration::from_secs(10)).await);
+        agent
     }
 
     /// The agent's `http://ADDR/v1`.

@@ -1,0 +1,478 @@
+//! Signed policy end to end: pushed once to a gateway, fetched and activated
+//! by every connected agent, refused when it is not genuine or not newer,
+//! and never lost or rolled back by a hard kill.
+
+#![allow(clippy::unwrap_used)] // test code
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use residency_agent::admin::{agent_request, push_to_gateway, AdminError};
+use residency_agent::policy::sign::{generate_keypair, sign};
+use residency_agent::policy::PolicySigningKey;
+use residency_agent::transport::tls::TlsFiles;
+use residency_tests::*;
+
+/// Public requests stay in India too: a visible change from the baseline.
+const INDIA_ONLY: &str = r#"
+name = "india-only"
+[[rule]]
+name = "everything-in-india"
+[rule.allow]
+jurisdictions = ["IN"]
+"#;
+
+/// Refuses anything with a PAN.
+const DENY_PAN: &str = r#"
+name = "no-pan"
+[[rule]]
+name = "no-pan-to-llms"
+[rule.match]
+entities = ["pan"]
+[rule.deny]
+reason = "PAN numbers must not be sent to language models"
+[[rule]]
+name = "rest-anywhere"
+[rule.allow]
+jurisdictions = ["IN", "*"]
+"#;
+
+fn keys(dir: &Path) -> PolicySigningKey {
+    let (secret, public) = generate_keypair().unwrap();
+    std::fs::write(dir.join("policy.pub"), public.to_pem()).unwrap();
+    secret
+}
+
+fn bundle(text: &str, version: u64, key: &PolicySigningKey) -> Vec<u8> {
+    sign(text, version, 1_790_000_000 + version, key)
+        .unwrap()
+        .encode()
+}
+
+fn trusted(dir: &Path) -> String {
+    format!(
+        "[policy]\ntrusted_keys = [\"{}\"]\nbuiltin_baseline = true\n",
+        dir.join("policy.pub").display()
+    )
+}
+
+fn admin_tls(fleet: &Fleet) -> TlsFiles {
+    TlsFiles {
+        ca: fleet.keys.ca_cert.clone(),
+        cert: fleet.keys.admin.0.clone(),
+        key: fleet.keys.admin.1.clone(),
+    }
+}
+
+async fn start(dir: &Path) -> Fleet {
+    let extra = trusted(dir);
+    Fleet::start(FleetOptions {
+        agent_extra: extra.clone(),
+        gateway_extra: extra,
+        ..FleetOptions::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_push_to_one_gateway_reaches_every_agent_within_two_seconds() {
+    let keydir = tempfile::tempdir().unwrap();
+    let key = keys(keydir.path());
+    let fleet = start(keydir.path()).await;
+    let second = fleet.another_agent(&trusted(keydir.path())).await;
+    let agents = [fleet.agent.base_url(), second.base_url()];
+
+    // Before: the built-in baseline sends public traffic to the default region.
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agents[0]),
+        &chat("hi", false),
+    )
+    .await;
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+    assert_eq!(a.header("x-residency-policy"), "builtin");
+
+    // Requests keep flowing through both agents while the policy changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..8 {
+        let url = format!("{}/chat/completions", agents[i % 2]);
+        let stop = stop.clone();
+        load.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let body = if i % 2 == 0 {
+                    chat("Aadhaar 2345 6789 0124 summary", i % 4 == 0)
+                } else {
+                    chat("monsoon haiku", i % 4 == 1)
+                };
+                statuses.push(send("POST", &url, &body).await.status);
+            }
+            statuses
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mumbai = fleet.gateways[0].as_ref().unwrap();
+    let pushed = Instant::now();
+    let v = push_to_gateway(
+        &mumbai.local_addr().to_string(),
+        "localhost",
+        &admin_tls(&fleet),
+        bundle(INDIA_ONLY, 1, &key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v, 1);
+    for agent in [&fleet.agent, &second] {
+        while agent.policy().version() != Some(1) {
+            assert!(
+                pushed.elapsed() < Duration::from_secs(2),
+                "an agent did not run version 1 within 2 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let took = pushed.elapsed();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in load {
+        let statuses = t.await.unwrap();
+        total += statuses.len();
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "a request failed during the swap: {statuses:?}"
+        );
+    }
+    assert!(total > 16, "only {total} requests ran during the swap");
+    println!("both agents on version 1 after {took:?}; {total} requests in flight, none failed");
+
+    // After: public traffic stays in India, under the new policy.
+    for base in &agents {
+        let a = send(
+            "POST",
+            &format!("{base}/chat/completions"),
+            &chat("hi", false),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.header("x-residency-policy"), "1");
+        assert_eq!(a.header("x-residency-rule"), "everything-in-india");
+        assert!(a.header("x-residency-region").starts_with("aws:ap-south-"));
+    }
+    // The other gateways learned nothing from the push itself, but a gateway
+    // that gets the push announces it; the agents' state is what matters.
+    assert_eq!(mumbai.policy().version(), Some(1));
+}
+
+#[tokio::test]
+async fn deny_rules_answer_451_naming_the_rule() {
+    let keydir = tempfile::tempdir().unwrap();
+    let key = keys(keydir.path());
+    let fleet = start(keydir.path()).await;
+    let v = push_to_gateway(
+        &fleet.gateways[1].as_ref().unwrap().local_addr().to_string(),
+        "localhost",
+        &admin_tls(&fleet),
+        bundle(DENY_PAN, 5, &key),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v, 5);
+    let t = Instant::now();
+    while fleet.agent.policy().version() != Some(5) && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("Check PAN ABCPE1234F", false),
+    )
+    .await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    let e = a.json();
+    assert_eq!(e["error"]["type"], "residency_policy_violation");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no-pan-to-llms"));
+    assert_eq!(a.header("x-residency-decision"), "deny");
+    assert_eq!(a.header("x-residency-policy"), "5");
+    for r in REGIONS {
+        assert!(
+            !fleet
+                .provider(r)
+                .received()
+                .iter()
+                .any(|q| String::from_utf8_lossy(&q.body).contains("ABCPE1234F")),
+            "{r} received the PAN"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_bundles_are_refused_and_the_active_policy_stays() {
+    let keydir = tempfile::tempdir().unwrap();
+    let key = keys(keydir.path());
+    let fleet = start(keydir.path()).await;
+    let gw = fleet.gateways[0].as_ref().unwrap();
+    let addr = gw.local_addr().to_string();
+    let tls = admin_tls(&fleet);
+    push_to_gateway(&addr, "localhost", &tls, bundle(INDIA_ONLY, 3, &key))
+        .await
+        .unwrap();
+
+    let t = Instant::now();
+    while fleet.agent.policy().version() != Some(3) && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fleet.agent.policy().version(), Some(3));
+    let good = bundle(DENY_PAN, 4, &key);
+    let mut tampered = good.clone();
+    let at = tampered.windows(7).position(|w| w == b"no-pan-").unwrap();
+    tampered[at] = b'N';
+    let (rogue, _) = generate_keypair().unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("tampered policy text", tampered, "signature"),
+        (
+            "signed by an untrusted key",
+            bundle(DENY_PAN, 4, &rogue),
+            "unknown key",
+        ),
+        (
+            "replayed older version",
+            bundle(DENY_PAN, 2, &key),
+            "version",
+        ),
+        ("same version again", bundle(DENY_PAN, 3, &key), "version"),
+        (
+            "truncated file",
+            good[..good.len() / 2].to_vec(),
+            "truncated",
+        ),
+        ("not a bundle at all", b"hello".to_vec(), ""),
+    ];
+    for (what, bytes, why) in cases {
+        match push_to_gateway(&addr, "localhost", &tls, bytes.clone()).await {
+            Err(AdminError::Refused(msg)) => assert!(
+                msg.to_lowercase().contains(why),
+                "{what}: refused, but the reason {msg:?} does not mention {why:?}"
+            ),
+            other => panic!("{what}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(gw.policy().version(), Some(3), "{what}");
+        // The agent's admin socket refuses it the same way.
+        let sock = agent_socket(&fleet);
+        let (status, v) = agent_request(&sock, http::Method::PUT, "/v1/admin/policy", bytes.into())
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), 409, "{what}: {v}");
+    }
+    assert_eq!(fleet.agent.policy().version(), Some(3));
+    assert!(fleet.agent.policy().refused() >= 6);
+
+    // An agent certificate cannot push policy to a gateway.
+    let as_agent = TlsFiles {
+        ca: fleet.keys.ca_cert.clone(),
+        cert: fleet.keys.agent.0.clone(),
+        key: fleet.keys.agent.1.clone(),
+    };
+    match push_to_gateway(&addr, "localhost", &as_agent, good).await {
+        Err(AdminError::Refused(msg)) => assert!(msg.contains("admin"), "{msg}"),
+        other => panic!("agent certificate pushed a policy: {other:?}"),
+    }
+    assert_eq!(gw.policy().version(), Some(3));
+}
+
+fn agent_socket(fleet: &Fleet) -> std::path::PathBuf {
+    std::fs::read_dir(fleet.dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("agent-admin-") && n.ends_with(".sock"))
+        })
+        .expect("the agent's admin socket")
+}
+
+#[tokio::test]
+async fn without_any_policy_sensitive_requests_are_refused() {
+    let fleet = Fleet::start(FleetOptions {
+        agent_extra: "[policy]\nbuiltin_baseline = false\n".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("Aadhaar 2345 6789 0124", false),
+    )
+    .await;
+    assert_eq!(a.status, 451);
+    assert_eq!(a.json()["error"]["code"], "no_active_policy");
+    assert_eq!(a.header("x-residency-policy"), "none");
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("a haiku about rain", false),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    for r in REGIONS {
+        assert!(!fleet
+            .provider(r)
+            .received()
+            .iter()
+            .any(|q| String::from_utf8_lossy(&q.body).contains("2345 6789")));
+    }
+}
+
+/// Starts the real agent binary; returns once its admin socket answers.
+async fn spawn_agent(config: &Path, socket: &Path) -> Proc {
+    let child = std::process::Command::new(agent_bin())
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proc = Proc(child);
+    let t = Instant::now();
+    loop {
+        if agent_request(
+            socket,
+            http::Method::GET,
+            "/v1/admin/policy",
+            Default::default(),
+        )
+        .await
+        .is_ok()
+        {
+            return proc;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "agent did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_during_fifty_pushes_never_loses_or_rolls_back_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let key = keys(dir.path());
+    // No gateway is reachable: this test is about the agent's own store.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        agent_config_text(
+            "aws:ap-south-1",
+            &gateway_block("aws:ap-south-1", dead),
+            &format!(
+                "[policy]\ntrusted_keys = [\"{}\"]\nhistory = 5\n",
+                dir.path().join("policy.pub").display()
+            ),
+        ),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let socket = dir.path().join(
+        text.lines()
+            .find_map(|l| l.strip_prefix("admin_socket = "))
+            .unwrap()
+            .trim_matches('"'),
+    );
+    let bundles: Vec<Vec<u8>> = (1..=50).map(|v| bundle(INDIA_ONLY, v, &key)).collect();
+
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut agent = spawn_agent(&config, &socket).await;
+    let mut acked: u64 = 0;
+    let mut kills = 0;
+    for v in 1..=50u64 {
+        let body = bundles[v as usize - 1].clone();
+        let sock = socket.clone();
+        let push = tokio::spawn(async move {
+            agent_request(&sock, http::Method::PUT, "/v1/admin/policy", body.into()).await
+        });
+        if rand() % 3 == 0 {
+            // Kill at a random moment: before, during or after the write.
+            tokio::time::sleep(Duration::from_micros(rand() % 5_000)).await;
+            agent.0.kill().unwrap();
+            agent.0.wait().unwrap();
+            kills += 1;
+            if let Ok(Ok((status, _))) = push.await {
+                if status.is_success() {
+                    acked = v;
+                }
+            }
+            agent = spawn_agent(&config, &socket).await;
+            let (_, now) = agent_request(
+                &socket,
+                http::Method::GET,
+                "/v1/admin/policy",
+                Default::default(),
+            )
+            .await
+            .unwrap();
+            let active = now["version"].as_u64();
+            if acked > 0 {
+                // Something was acknowledged: a complete, verified policy
+                // at least that new must be active.
+                assert_eq!(now["source"], "signed", "after kill {kills}: {now}");
+                assert_eq!(now["name"], "india-only");
+            }
+            assert!(
+                active.unwrap_or(0) >= acked && active.unwrap_or(0) <= v,
+                "after kill {kills}: active {active:?}, last acknowledged {acked}, last pushed {v}"
+            );
+            acked = acked.max(active.unwrap_or(0));
+        } else {
+            let (status, answer) = push.await.unwrap().unwrap();
+            assert!(status.is_success(), "push {v}: {answer}");
+            acked = v;
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills: the test proved little");
+    let (_, now) = agent_request(
+        &socket,
+        http::Method::GET,
+        "/v1/admin/policy",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert!(now["version"].as_u64() >= Some(acked));
+    let (_, hist) = agent_request(
+        &socket,
+        http::Method::GET,
+        "/v1/admin/policy/history",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let n = hist["history"].as_array().unwrap().len();
+    assert!((1..=5).contains(&n), "history keeps at most 5: {hist}");
+    println!(
+        "{kills} kills during 50 pushes; final version {}",
+        now["version"]
+    );
+}
