@@ -491,9 +491,9 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
                     for item in h["history"].as_array().into_iter().flatten() {
                         println!(
                             "{:>10}  {:<18}  {:<12}  {}",
-                            item["version"],
+                            item["version"].to_string(),
                             item["key_id"].as_str().unwrap_or("?"),
-                            item["issued_at"],
+                            item["issued_at"].to_string(),
                             if item["active"] == true { "*" } else { "" }
                         );
                     }

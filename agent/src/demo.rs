@@ -53,9 +53,14 @@ impl Demo {
             .filter_map(|r| RegionId::new(r).ok())
             .collect();
         // Each run starts from a clean slate: fresh keys, no stored policy.
-        for sub in ["agent-state", "gateway-state"] {
+        for sub in ["agent-state", "gateway-state", "policy-keys"] {
             let _ = std::fs::remove_dir_all(state_dir.join(sub));
         }
+        let policy_keys = state_dir.join("policy-keys");
+        std::fs::create_dir_all(&policy_keys).map_err(|e| err("creating policy-keys", &e))?;
+        crate::policy::cli::keys_gen(&policy_keys, &mut std::io::sink())
+            .map_err(|e| err("generating the policy signing key", &e))?;
+        let policy_section = "[policy]\ntrusted_keys = [\"policy-keys/policy-signing.pub\"]\nbuiltin_baseline = true\n";
         let certs = state_dir.join("certs");
         let keys = keys::generate(
             &certs,
@@ -75,7 +80,7 @@ impl Demo {
              default_region = \"{DEMO_DEFAULT_REGION}\"\n\
              state_dir = \"agent-state\"\n\
              admin_socket = \"agent-state/admin.sock\"\n\n\
-             [policy]\nbuiltin_baseline = true\n\n\
+             {policy_section}\n\
              [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n"
         );
         for region in &regions {
@@ -97,7 +102,7 @@ impl Demo {
                  listen = \"127.0.0.1:0\"\n\
                  state_dir = \"gateway-state/{stem}\"\n\n\
                  [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{stem}.pem\"\nkey = \"certs/{stem}.key\"\n\n\
-                 [upstream]\nbase_url = \"{}\"\napi_key = \"demo-provider-key-{}\"\n",
+                 [upstream]\nbase_url = \"{}\"\napi_key = \"demo-provider-key-{}\"\n\n{policy_section}",
                 provider.base_url(),
                 region.as_str().replace(':', "-"),
             );
@@ -204,5 +209,18 @@ fn print_banner(demo: &Demo) {
         "  curl -siN {base}/chat/completions -H 'content-type: application/json' \\\n    -d '{{\"model\":\"mock-gpt\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Customer Aadhaar 2345 6789 0124, summarise the KYC notes\"}}]}}'\n"
     );
     println!("  python3 - <<'PY'\n  from openai import OpenAI\n  client = OpenAI(base_url=\"{base}\", api_key=\"unused-by-the-agent\")\n  r = client.chat.completions.with_raw_response.create(\n      model=\"mock-gpt\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n  print(r.headers[\"x-residency-region\"], r.parse().choices[0].message.content)\n  for chunk in client.chat.completions.create(model=\"mock-gpt\", stream=True,\n          messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}]):\n      print(chunk.choices[0].delta.content or \"\", end=\"\", flush=True)\n  print()\n  PY\n");
+    let mumbai = demo
+        .gateways
+        .iter()
+        .find(|g| g.region().as_str() == "aws:ap-south-1")
+        .map_or_else(String::new, |g| g.local_addr().to_string());
+    let d = demo.state_dir.display();
+    println!("Change routing live with a signed policy (public prompts then stay in India too):\n");
+    let policy_file = demo.state_dir.join("india-only.toml");
+    let _ = std::fs::write(&policy_file, tour::DEMO_PUSHED_POLICY);
+    println!("  residency-agent policy lint {d}/india-only.toml");
+    println!("  residency-agent policy sign --policy {d}/india-only.toml \\\n    --key {d}/policy-keys/policy-signing.key --version 1 --out {d}/india-only.bundle");
+    println!("  residency-agent policy push --gateway {mumbai} --server-name localhost \\\n    --ca {d}/certs/ca.pem --cert {d}/certs/admin.pem --key {d}/certs/admin.key {d}/india-only.bundle");
+    println!("  residency-agent policy history --socket {d}/agent-state/admin.sock\n");
     println!("Press Ctrl-C to stop.");
 }

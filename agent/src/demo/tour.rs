@@ -299,5 +299,81 @@ pub async fn run(demo: &Demo) -> bool {
         }),
     );
 
+    let r = push_live(demo).await;
+    t.step(
+        "signed policy pushed to the Mumbai gateway reaches the agent",
+        r,
+    );
+    let r = send(
+        "POST",
+        &chat,
+        Some(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Write a haiku about the monsoon"}]}"#),
+    )
+    .await;
+    t.step(
+        "after the push, public prompts stay in India too",
+        r.and_then(|a| {
+            expect(a.header("x-residency-policy") == "1", || {
+                format!("policy header {}", a.header("x-residency-policy"))
+            })?;
+            expect(
+                a.header("x-residency-rule") == "everything-stays-in-india",
+                || format!("rule {}", a.header("x-residency-rule")),
+            )?;
+            in_india(&a, "public")
+        }),
+    );
+
     t.failures == 0
+}
+
+/// The policy the tour pushes: every request stays in India.
+pub const DEMO_PUSHED_POLICY: &str = r#"name = "demo-india-only"
+description = "Pushed live by the demo: every request stays in India."
+
+[[rule]]
+name = "everything-stays-in-india"
+[rule.allow]
+jurisdictions = ["IN"]
+"#;
+
+/// Signs [`DEMO_PUSHED_POLICY`] as version 1 with the demo's key, pushes it
+/// to the Mumbai gateway with the admin certificate, and waits for the agent
+/// to run it.
+async fn push_live(demo: &Demo) -> Result<String, String> {
+    let dir = &demo.state_dir;
+    let key_pem = std::fs::read_to_string(dir.join("policy-keys/policy-signing.key"))
+        .map_err(|e| e.to_string())?;
+    let key = crate::policy::PolicySigningKey::from_pem(&key_pem).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bundle = crate::policy::sign::sign(DEMO_PUSHED_POLICY, 1, now, &key)
+        .map_err(|e| e.to_string())?
+        .encode();
+    let mumbai = demo
+        .gateways
+        .iter()
+        .find(|g| g.region().as_str() == "aws:ap-south-1")
+        .ok_or("no Mumbai gateway")?;
+    let tls = crate::transport::tls::TlsFiles {
+        ca: dir.join("certs/ca.pem"),
+        cert: dir.join("certs/admin.pem"),
+        key: dir.join("certs/admin.key"),
+    };
+    let started = Instant::now();
+    let v =
+        crate::admin::push_to_gateway(&mumbai.local_addr().to_string(), "localhost", &tls, bundle)
+            .await
+            .map_err(|e| e.to_string())?;
+    while demo.agent.policy().version() != Some(v) {
+        if started.elapsed() > Duration::from_secs(2) {
+            return Err("the agent did not activate the pushed policy within 2 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(format!(
+        "version {v} active on the agent {:.0} ms after the push",
+        started.elapsed().as_secs_f64() * 1e3
+    ))
 }
