@@ -273,13 +273,14 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
     if codec.encode(&hello, &mut out).is_err() {
         return;
     }
-    if let Some(version) = *versions.borrow_and_update() {
-        if codec
-            .encode(&Frame::PolicyAvailable { version }, &mut out)
-            .is_err()
-        {
-            return;
-        }
+    // Always announce, 0 meaning "none": an agent holding something newer
+    // then relays it here.
+    let version = versions.borrow_and_update().unwrap_or(0);
+    if codec
+        .encode(&Frame::PolicyAvailable { version }, &mut out)
+        .is_err()
+    {
+        return;
     }
     if send.write_all(&out).await.is_err() {
         return;
@@ -330,10 +331,13 @@ async fn serve_policy(mut send: GuardedSend, version: u64, state: &State) {
     }
 }
 
-/// An operator pushes a signed bundle: verify, store, activate, announce.
+/// An operator pushes a signed bundle, or an agent relays one it got from
+/// another gateway: verify, store, activate, announce. The signature, not who
+/// delivers the bundle, is what makes a policy valid; relaying lets one push
+/// reach every gateway the fleet's agents connect to.
 async fn accept_push(send: GuardedSend, bundle: Vec<u8>, state: &Arc<State>, peer: &Identity) {
-    if !matches!(peer, Identity::Admin(_)) {
-        warn!(peer = %peer, "policy push refused: the certificate is not an admin certificate");
+    if !matches!(peer, Identity::Admin(_) | Identity::Agent(_)) {
+        warn!(peer = %peer, "policy push refused: not an admin or agent certificate");
         let msg = "policy push needs an admin certificate".to_owned();
         refuse(send, &state.codec, ErrorCode::PolicyDenied, msg).await;
         return;

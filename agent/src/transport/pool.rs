@@ -49,6 +49,8 @@ pub struct GatewayLink {
     server_name: String,
     conn: ArcSwapOption<quinn::Connection>,
     rtt_micros: AtomicU64,
+    /// The policy version the gateway last announced (0: none).
+    announced: AtomicU64,
 }
 
 /// Why a connection attempt failed.
@@ -117,6 +119,7 @@ impl GatewayPool {
                 server_name: gw.tls_server_name(),
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
+                announced: AtomicU64::new(0),
             });
             tokio::spawn(supervise(
                 link.clone(),
@@ -280,6 +283,7 @@ async fn control_loop(
 ) -> String {
     let mut nonce: u64 = 0;
     let mut outstanding: Option<(u64, Instant)> = None;
+    let mut ours = policy.subscribe();
     let mut tick = tokio::time::interval(PING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -308,7 +312,10 @@ async fn control_loop(
                     }
                 }
                 Ok(Some(Frame::PolicyAvailable { version })) => {
-                    if policy.version() < Some(version) {
+                    link.announced.store(version, Ordering::Relaxed);
+                    if policy.version().is_some_and(|v| v > version) {
+                        tokio::spawn(relay_policy(link.region.clone(), conn.clone(), *codec, policy.clone()));
+                    } else if policy.version() < Some(version) {
                         tokio::spawn(fetch_policy(
                             link.region.clone(),
                             conn.clone(),
@@ -321,8 +328,56 @@ async fn control_loop(
                 Ok(Some(_)) => {}
                 Ok(None) => return "control stream closed by gateway".into(),
                 Err(e) => return e.to_string(),
+            },
+            changed = ours.changed() => {
+                if changed.is_err() {
+                    return "policy state dropped".into();
+                }
+                let mine = *ours.borrow_and_update();
+                if mine.is_some_and(|v| v > link.announced.load(Ordering::Relaxed)) {
+                    tokio::spawn(relay_policy(link.region.clone(), conn.clone(), *codec, policy.clone()));
+                }
             }
         }
+    }
+}
+
+/// Offers the active bundle to a gateway that announced an older one, so a
+/// policy pushed to any gateway reaches every gateway agents connect to.
+async fn relay_policy(
+    region: RegionId,
+    conn: quinn::Connection,
+    codec: Codec,
+    policy: Arc<PolicyState>,
+) {
+    let Some(active) = policy.current() else {
+        return;
+    };
+    let Some(version) = active.version else {
+        return;
+    };
+    let relayed = async {
+        let (send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+        let mut send = GuardedSend::new(send);
+        let frame = codec
+            .encode_to_vec(&Frame::PolicyBundle {
+                bundle: active.bundle.clone(),
+            })
+            .map_err(|e| e.to_string())?;
+        send.write_all(&frame).await.map_err(|e| e.to_string())?;
+        send.finish();
+        match read_frame(&mut recv, &codec).await {
+            Ok(Some((Frame::PolicyAck { version }, _))) => Ok(version),
+            Ok(Some((Frame::Error(e), _))) => Err(e.message),
+            Ok(_) => Err("unexpected answer".to_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, relayed).await {
+        Ok(Ok(v)) => info!(region = %region, version = v, "policy relayed to gateway"),
+        // A newer version may have reached the gateway meanwhile.
+        Ok(Err(e)) => debug!(region = %region, version, error = %e, "policy relay not taken"),
+        Err(_) => debug!(region = %region, version, "policy relay timed out"),
     }
 }
 
