@@ -7,7 +7,7 @@ pub mod error;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -15,7 +15,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper_util::rt::TokioIo;
-use residency_proto::{Codec, Frame, RequestHead, RouteFacts, Tier};
+use residency_proto::{Codec, ErrorCode, Frame, RequestHead, ResponseHead, RouteFacts, Tier};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,7 +25,7 @@ use crate::classify::{Classifier, RequestClassification};
 use crate::policy::active::{ActivePolicy, PolicyState};
 use crate::policy::{trusted_labels, CountrySource, Decision, RequestFacts};
 use crate::route::{RouteChoice, Router};
-use crate::transport::pool::GatewayPool;
+use crate::transport::pool::{GatewayLink, GatewayPool};
 use crate::transport::{read_frame, GuardedSend, STOP_CANCELLED};
 use error::ApiError;
 
@@ -242,77 +242,72 @@ async fn process(
         // Types and counts only: never the values.
         info!(request_id, tier = %tier, entities = %classification.summary(), unscannable = ?classification.unscannable, rule = %choice.rule, "classified");
     }
-    let Some((link, conn)) = choice
-        .allowed
-        .iter()
-        .find_map(|r| ingress.pool.connection_for(r))
-    else {
-        let tried: Vec<&str> = choice.allowed.iter().map(|r| r.as_str()).collect();
-        return Err(ApiError::no_route(if tried.is_empty() {
+    let policy_version = policy.as_ref().and_then(|p| p.version);
+    let request_head = |region: &residency_proto::RegionId| RequestHead {
+        request_id: request_id.to_owned(),
+        method: method.clone(),
+        path: path_and_query.clone(),
+        headers: forward_headers(&parts.headers),
+        route: RouteFacts {
+            region: region.clone(),
+            tier,
+            policy_version,
+        },
+    };
+    // One try, and one retry on another allowed endpoint if the first fails
+    // before any response byte. Never outside the allowed set.
+    let mut tried: Vec<Arc<GatewayLink>> = Vec::new();
+    let mut last_error = None;
+    let mut answered = None;
+    for _ in 0..2 {
+        let Some((link, conn)) = ingress.pool.pick(&choice.allowed, &tried) else {
+            break;
+        };
+        match exchange(ingress, &link, &conn, request_head(&link.region), &body).await {
+            Ok(x) => {
+                link.record_success();
+                answered = Some((link, x));
+                break;
+            }
+            Err(Attempt::Retry(why, err)) => {
+                link.record_failure(&why);
+                warn!(request_id, region = %link.region, endpoint = %link.name, reason = %why, "attempt failed before any response byte");
+                tried.push(link);
+                last_error = Some(err);
+            }
+            Err(Attempt::Final(err)) => return Err(err.with_policy(&policy_label)),
+        }
+    }
+    let Some((link, (head, rest, recv))) = answered else {
+        if let Some(err) = last_error {
+            // Every endpoint tried failed before answering.
+            return Err(err.with_policy(&policy_label));
+        }
+        let regions: Vec<&str> = choice.allowed.iter().map(|r| r.as_str()).collect();
+        let mut jurisdictions: Vec<String> = Vec::new();
+        for r in &choice.allowed {
+            let j = policy
+                .as_ref()
+                .and_then(|p| p.policy.jurisdiction_of(r))
+                .or_else(|| r.catalogue_entry().map(|c| c.jurisdiction))
+                .map_or_else(|| "unknown".to_owned(), |j| j.to_string());
+            if !jurisdictions.contains(&j) {
+                jurisdictions.push(j);
+            }
+        }
+        return Err(ApiError::no_route(if regions.is_empty() {
             format!(
                 "no configured region may receive {tier} data (rule {})",
                 choice.rule
             )
         } else {
             format!(
-                "no gateway reachable for {tier} data in the allowed regions: {}",
-                tried.join(", ")
+                "no healthy gateway for {tier} data in the allowed jurisdictions {} (regions tried: {})",
+                jurisdictions.join(", "),
+                regions.join(", ")
             )
         })
         .with_policy(&policy_label));
-    };
-    let head = RequestHead {
-        request_id: request_id.to_owned(),
-        method,
-        path: path_and_query,
-        headers: forward_headers(&parts.headers),
-        route: RouteFacts {
-            region: link.region.clone(),
-            tier,
-            policy_version: None,
-        },
-    };
-    let (send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| ApiError::gateway_failed(format!("gateway {} unavailable: {e}", link.name)))?;
-    let mut send = GuardedSend::new(send);
-    let mut out = ingress
-        .codec
-        .encode_to_vec(&Frame::RequestHead(head))
-        .map_err(|e| ApiError::body_read(e.to_string()))?;
-    out.extend_from_slice(&body);
-    send.write_all(&out)
-        .await
-        .map_err(|e| ApiError::gateway_failed(format!("gateway {} failed: {e}", link.name)))?;
-    send.finish();
-    let (frame, rest) = match read_frame(&mut recv, &ingress.codec).await {
-        Ok(Some(f)) => f,
-        Ok(None) => {
-            return Err(ApiError::gateway_failed(format!(
-                "gateway {} closed the stream without answering",
-                link.name
-            )))
-        }
-        Err(e) => {
-            return Err(ApiError::gateway_failed(format!(
-                "gateway {} failed before answering: {e}",
-                link.name
-            )))
-        }
-    };
-    let head = match frame {
-        Frame::ResponseHead(h) => h,
-        Frame::Error(e) => {
-            warn!(request_id, region = %link.region, code = e.code.as_str(), message = %e.message, "gateway refused");
-            return Err(ApiError::from_frame(&e));
-        }
-        _ => {
-            return Err(ApiError::gateway_failed(format!(
-                "gateway {} sent an unexpected frame",
-                link.name
-            )))
-        }
     };
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let sse = head
@@ -356,6 +351,103 @@ async fn process(
 struct Probe {
     #[serde(default)]
     model: Option<serde_json::Value>,
+}
+
+/// How one attempt at a gateway failed.
+enum Attempt {
+    /// Before any response byte: another allowed endpoint may be tried.
+    Retry(String, ApiError),
+    /// The gateway answered with a refusal that another would repeat.
+    Final(ApiError),
+}
+
+/// Sends the request on a new stream and waits for the response head. The
+/// gateway must acknowledge the request within a few round trips, so a dead
+/// gateway costs a fraction of a second, not an idle timeout.
+async fn exchange(
+    ingress: &Ingress,
+    link: &GatewayLink,
+    conn: &quinn::Connection,
+    head: RequestHead,
+    body: &[u8],
+) -> Result<(ResponseHead, Bytes, quinn::RecvStream), Attempt> {
+    let retry = |why: String| Attempt::Retry(why.clone(), ApiError::gateway_failed(why));
+    let (send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| retry(format!("gateway {} unavailable: {e}", link.name)))?;
+    let mut send = GuardedSend::new(send);
+    let mut out = ingress
+        .codec
+        .encode_to_vec(&Frame::RequestHead(head))
+        .map_err(|e| Attempt::Final(ApiError::body_read(e.to_string())))?;
+    out.extend_from_slice(body);
+    let acked = send.stream().map(|s| s.stopped());
+    send.write_all(&out)
+        .await
+        .map_err(|e| retry(format!("gateway {} failed: {e}", link.name)))?;
+    send.finish();
+    // Large bodies take longer to be acknowledged: allow 1 MB/s on top.
+    let ack_timeout = link.ack_timeout() + Duration::from_micros(body.len() as u64);
+    let acked = async move {
+        match acked {
+            Some(f) => tokio::time::timeout(ack_timeout, f).await.is_ok(),
+            None => false,
+        }
+    };
+    tokio::pin!(acked);
+    let got = {
+        let read = read_frame(&mut recv, &ingress.codec);
+        tokio::pin!(read);
+        let mut ack_pending = true;
+        loop {
+            tokio::select! {
+                r = &mut read => break r,
+                ok = &mut acked, if ack_pending => {
+                    if !ok {
+                        return Err(retry(format!(
+                            "gateway {} did not acknowledge the request within {} ms",
+                            link.name,
+                            ack_timeout.as_millis()
+                        )));
+                    }
+                    ack_pending = false;
+                }
+            }
+        }
+    };
+    let (frame, rest) = match got {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            return Err(retry(format!(
+                "gateway {} closed the stream without answering",
+                link.name
+            )))
+        }
+        Err(e) => {
+            return Err(retry(format!(
+                "gateway {} failed before answering: {e}",
+                link.name
+            )))
+        }
+    };
+    match frame {
+        Frame::ResponseHead(h) => Ok((h, rest, recv)),
+        Frame::Error(e) => {
+            warn!(endpoint = %link.name, region = %link.region, code = e.code.as_str(), message = %e.message, "gateway refused");
+            let err = ApiError::from_frame(&e);
+            match e.code {
+                ErrorCode::UpstreamUnavailable
+                | ErrorCode::Unavailable
+                | ErrorCode::UpstreamTimeout => Err(Attempt::Retry(e.message, err)),
+                _ => Err(Attempt::Final(err)),
+            }
+        }
+        _ => Err(retry(format!(
+            "gateway {} sent an unexpected frame",
+            link.name
+        ))),
+    }
 }
 
 /// 400 unless the body is one JSON object; the message says where it breaks.

@@ -263,8 +263,10 @@ pub struct Answer {
     pub status: u16,
     /// Headers.
     pub headers: hyper::HeaderMap,
-    /// Body text.
+    /// Body text (what arrived, if the body failed part way).
     pub body: String,
+    /// Why the body ended early, if it did.
+    pub body_error: Option<String>,
 }
 
 impl Answer {
@@ -292,11 +294,27 @@ pub async fn send_with(method: &str, url: &str, body: &str, headers: &[(&str, &s
     let resp = request(method, url, body, headers).await;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let mut body = resp.into_body();
+    let mut bytes = Vec::new();
+    let mut body_error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    bytes.extend_from_slice(&d);
+                }
+            }
+            Err(e) => {
+                body_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
     Answer {
         status,
         headers,
         body: String::from_utf8_lossy(&bytes).into_owned(),
+        body_error,
     }
 }
 

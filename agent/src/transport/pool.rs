@@ -27,9 +27,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the control stream is pinged.
-const PING_INTERVAL: Duration = Duration::from_secs(2);
+const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// A ping unanswered for this long means the gateway is not serving.
-const PING_TIMEOUT: Duration = Duration::from_secs(10);
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a link stays out of use after a failure, at first and at most.
+const COOLDOWN_MIN: Duration = Duration::from_secs(1);
+const COOLDOWN_MAX: Duration = Duration::from_secs(30);
+/// Weight of a new RTT sample in the moving average.
+const RTT_ALPHA: f64 = 0.2;
 
 /// All gateway links of an agent.
 #[derive(Debug)]
@@ -51,6 +56,46 @@ pub struct GatewayLink {
     rtt_micros: AtomicU64,
     /// The policy version the gateway last announced (0: none).
     announced: AtomicU64,
+    breaker: std::sync::Mutex<Breaker>,
+    /// Requests sent through this link.
+    pub requests: AtomicU64,
+    /// Requests that failed on this link before a response started.
+    pub failures: AtomicU64,
+}
+
+/// A circuit breaker: a failure takes the link out of use for a cooldown
+/// that doubles with each consecutive failure; after it, one request may
+/// probe the link (half-open) and a success closes the circuit again.
+#[derive(Debug, Default)]
+struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Instant>,
+    probing: bool,
+}
+
+/// A link's health as shown in status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Connected and serving.
+    Healthy,
+    /// Connected, but out of use after failures until the cooldown ends.
+    Open,
+    /// Cooldown over: the next request probes it.
+    HalfOpen,
+    /// Not connected.
+    Down,
+}
+
+impl Health {
+    /// A stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Open => "circuit_open",
+            Health::HalfOpen => "half_open",
+            Health::Down => "down",
+        }
+    }
 }
 
 /// Why a connection attempt failed.
@@ -79,6 +124,67 @@ impl GatewayLink {
     /// Whether the link currently has a live connection.
     pub fn is_up(&self) -> bool {
         self.conn.load().is_some()
+    }
+
+    /// Current health.
+    pub fn health(&self) -> Health {
+        if !self.is_up() {
+            return Health::Down;
+        }
+        let b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match b.open_until {
+            None => Health::Healthy,
+            Some(t) if Instant::now() < t => Health::Open,
+            Some(_) => Health::HalfOpen,
+        }
+    }
+
+    /// Whether a request may use this link now; in half-open state only one
+    /// probe at a time is let through.
+    fn admit(&self) -> bool {
+        if !self.is_up() {
+            return false;
+        }
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        match b.open_until {
+            None => true,
+            Some(t) if Instant::now() < t => false,
+            Some(_) if b.probing => false,
+            Some(_) => {
+                b.probing = true;
+                true
+            }
+        }
+    }
+
+    /// A response started on this link: close the circuit.
+    pub fn record_success(&self) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        if b.open_until.is_some() {
+            info!(region = %self.region, endpoint = %self.name, "gateway circuit closed");
+        }
+        *b = Breaker::default();
+    }
+
+    /// A request failed on this link before any response byte: open the
+    /// circuit for a cooldown that grows with consecutive failures.
+    pub fn record_failure(&self, why: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.consecutive_failures = b.consecutive_failures.saturating_add(1);
+        let shift = (b.consecutive_failures - 1).min(5);
+        let cooldown = (COOLDOWN_MIN * (1u32 << shift)).min(COOLDOWN_MAX);
+        b.open_until = Some(Instant::now() + cooldown);
+        b.probing = false;
+        warn!(region = %self.region, endpoint = %self.name, failures = b.consecutive_failures, cooldown_ms = cooldown.as_millis() as u64, reason = why, "gateway circuit opened");
+    }
+
+    /// How long to wait for the gateway to acknowledge a request before
+    /// giving up on it: a few round trips, within bounds.
+    pub fn ack_timeout(&self) -> Duration {
+        let rtt = self.rtt().unwrap_or(Duration::from_millis(50));
+        (rtt * 4 + Duration::from_millis(250))
+            .clamp(Duration::from_millis(300), Duration::from_secs(3))
     }
 
     /// Last measured control-stream round trip, if any.
@@ -120,6 +226,9 @@ impl GatewayPool {
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
                 announced: AtomicU64::new(0),
+                breaker: std::sync::Mutex::new(Breaker::default()),
+                requests: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
             });
             tokio::spawn(supervise(
                 link.clone(),
@@ -138,6 +247,39 @@ impl GatewayPool {
     /// Every link, in configuration order.
     pub fn links(&self) -> &[Arc<GatewayLink>] {
         &self.links
+    }
+
+    /// Picks a link for a request: regions in the given (policy) order; within
+    /// a region, the healthy link with the lowest round trip. Links in
+    /// `exclude` (already tried) are skipped. Never a region not listed.
+    pub fn pick(
+        &self,
+        regions: &[RegionId],
+        exclude: &[Arc<GatewayLink>],
+    ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
+        for region in regions {
+            let mut best: Option<&Arc<GatewayLink>> = None;
+            for l in self.links.iter().filter(|l| &l.region == region) {
+                if exclude.iter().any(|e| Arc::ptr_eq(e, l))
+                    || l.health() != Health::Healthy && l.health() != Health::HalfOpen
+                {
+                    continue;
+                }
+                let rtt = l.rtt().unwrap_or(Duration::MAX);
+                if best.is_none_or(|b| rtt < b.rtt().unwrap_or(Duration::MAX)) {
+                    best = Some(l);
+                }
+            }
+            if let Some(l) = best {
+                if l.admit() {
+                    if let Some(c) = l.connection() {
+                        l.requests.fetch_add(1, Ordering::Relaxed);
+                        return Some((l.clone(), c));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// The first link for `region` that is up, with its connection.
@@ -188,6 +330,8 @@ async fn supervise(
                 info!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), attempt, "gateway connected");
                 attempt = 0;
                 backoff = BACKOFF_MIN;
+                // A fresh connection starts with a closed circuit.
+                *link.breaker.lock().unwrap_or_else(|p| p.into_inner()) = Breaker::default();
                 link.conn.store(Some(Arc::new(conn.clone())));
                 let reason = tokio::select! {
                     e = conn.closed() => e.to_string(),
@@ -305,8 +449,10 @@ async fn control_loop(
                 Ok(Some(Frame::Pong { nonce: n })) => {
                     if let Some((want, sent)) = outstanding {
                         if n == want {
-                            let rtt = sent.elapsed().as_micros().max(1) as u64;
-                            link.rtt_micros.store(rtt, Ordering::Relaxed);
+                            let sample = sent.elapsed().as_micros().max(1) as f64;
+                            let old = link.rtt_micros.load(Ordering::Relaxed) as f64;
+                            let ewma = if old == 0.0 { sample } else { old + RTT_ALPHA * (sample - old) };
+                            link.rtt_micros.store(ewma.max(1.0) as u64, Ordering::Relaxed);
                             outstanding = None;
                         }
                     }
