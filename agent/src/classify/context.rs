@@ -114,7 +114,7 @@ impl Cues {
 
     fn note(&mut self, cue: Cue, d: usize) {
         let slot = &mut self.dist[cue.index()];
-        if slot.map_or(true, |old| d < old) {
+        if slot.is_none_or(|old| d < old) {
             *slot = Some(d);
         }
     }

@@ -75,7 +75,7 @@ struct ScanState {
 
 impl ScanState {
     fn first_try(&mut self, start: usize) -> bool {
-        if self.last_start.map_or(true, |l| start > l) {
+        if self.last_start.is_none_or(|l| start > l) {
             self.last_start = Some(start);
             true
         } else {
@@ -806,7 +806,7 @@ fn masked_run_before(text: &str, i: usize) -> bool {
         j -= c.len_utf8();
         n += 1;
     }
-    n >= 2 && char_before(text, j).map_or(true, |c| !is_word_char(c))
+    n >= 2 && char_before(text, j).is_none_or(|c| !is_word_char(c))
 }
 
 /// A run of at least two mask characters starting at `i` that is a word of its own.
@@ -820,7 +820,7 @@ fn masked_run_after(text: &str, i: usize) -> bool {
         j += c.len_utf8();
         n += 1;
     }
-    n >= 2 && char_at(text, j).map_or(true, |c| !is_word_char(c))
+    n >= 2 && char_at(text, j).is_none_or(|c| !is_word_char(c))
 }
 
 fn push(out: &mut Vec<Entity>, kind: EntityType, start: usize, end: usize) {
