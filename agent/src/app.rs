@@ -44,6 +44,9 @@ pub enum StartError {
     /// The policy state could not be opened.
     #[error(transparent)]
     Policy(#[from] crate::policy::active::OpenError),
+    /// The GeoIP database or site map could not be loaded.
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
     /// The admin socket could not be created.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
@@ -56,6 +59,7 @@ impl AgentHandle {
     /// Loads TLS material, starts the gateway links and binds the HTTP listener.
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
+        let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
         let policy = Arc::new(PolicyState::open(
             &cfg.policy,
             &cfg.state_dir.join("policy"),
@@ -66,6 +70,7 @@ impl AgentHandle {
             &tls,
             &cfg.quic,
             policy.clone(),
+            geo.clone(),
             shutdown.child_token(),
         )
         .map_err(StartError::Quic)?;
@@ -90,6 +95,8 @@ impl AgentHandle {
             classifier: crate::classify::Classifier::new(),
             unscannable_tier: cfg.unscannable_tier,
             policy: policy.clone(),
+            geo: geo.clone(),
+            pins: crate::route::pin::Pins::new(Duration::from_secs(cfg.routing.pin_ttl_secs)),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
         });

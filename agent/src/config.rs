@@ -52,6 +52,28 @@ pub struct AgentConfig {
     /// Signed policy: trusted keys and fallbacks.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Where the data subject is: site map, GeoIP database, site country;
+    /// and gateway address attestation.
+    #[serde(default)]
+    pub geo: crate::geo::GeoConfig,
+    /// Conversation pinning.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+}
+
+/// `[routing]` in agent.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// How long a conversation that carried restricted data stays pinned to
+    /// the jurisdiction it was sent to, in seconds (0 turns pinning off).
+    pub pin_ttl_secs: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig { pin_ttl_secs: 3600 }
+    }
 }
 
 /// One gateway the agent connects to.
@@ -320,6 +342,19 @@ impl AgentConfig {
         self.quic
             .validate("quic")
             .map_err(|reason| invalid("quic", reason))?;
+        self.geo.validate().map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: "geo".into(),
+            reason: e.to_string(),
+        })?;
+        for (i, gw) in self.gateways.iter().enumerate() {
+            if gw.region.catalogue_entry().is_none() {
+                return Err(invalid(
+                    &format!("gateway[{i}].region"),
+                    format!("{} is not in the region catalogue", gw.region),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::classify::{Classifier, RequestClassification};
 use crate::policy::active::{ActivePolicy, PolicyState};
-use crate::policy::{trusted_labels, CountrySource, Decision, RequestFacts};
+use crate::policy::{trusted_labels, Decision, RequestFacts};
 use crate::route::{RouteChoice, Router};
 use crate::transport::pool::{GatewayLink, GatewayPool};
 use crate::transport::{read_frame, GuardedSend, STOP_CANCELLED};
@@ -70,6 +70,8 @@ pub struct Ingress {
     pub(crate) classifier: Classifier,
     pub(crate) unscannable_tier: Tier,
     pub(crate) policy: Arc<PolicyState>,
+    pub(crate) geo: Arc<crate::geo::Geo>,
+    pub(crate) pins: crate::route::pin::Pins,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
 }
@@ -158,7 +160,7 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    match process(ingress, req, &request_id).await {
+    match process(ingress, req, &request_id, peer).await {
         Ok(resp) => {
             info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = resp.status().as_u16(),
                 tier = resp.headers().get(HDR_TIER).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -181,6 +183,7 @@ async fn process(
     ingress: &Ingress,
     req: http::Request<Incoming>,
     request_id: &str,
+    peer: SocketAddr,
 ) -> Result<http::Response<Body>, ApiError> {
     let api = ApiPath::parse(req.method(), req.uri().path())?;
     let path_and_query = req
@@ -214,15 +217,20 @@ async fn process(
     let unscannable_tier = policy
         .as_ref()
         .map_or(ingress.unscannable_tier, |p| p.policy.unscannable_tier());
-    let (classification, model) = if api == ApiPath::Models {
-        (RequestClassification::default(), None)
+    let (classification, probe) = if api == ApiPath::Models {
+        (RequestClassification::default(), Probe::default())
     } else {
-        let model = check_json(&body)?;
+        let probe = check_json(&body)?;
         (
             ingress.classifier.scan_request(&body, unscannable_tier),
-            model,
+            probe,
         )
     };
+    let model = probe
+        .model
+        .as_ref()
+        .and_then(|m| m.as_str())
+        .map(str::to_owned);
     let policy_label = policy.as_ref().map_or_else(
         || "none".to_owned(),
         |p| {
@@ -230,14 +238,33 @@ async fn process(
                 .map_or_else(|| "builtin".to_owned(), |v| v.to_string())
         },
     );
-    let (choice, tier) = decide(
+    let (mut choice, tier) = decide(
         ingress,
         policy.as_deref(),
         &classification,
         &parts.headers,
         model.as_deref(),
+        peer,
     )
     .map_err(|e| e.with_policy(&policy_label))?;
+    // A conversation that carried restricted data stays where it went.
+    let jurisdiction_of = |r: &residency_proto::RegionId| {
+        policy
+            .as_ref()
+            .and_then(|p| p.policy.jurisdiction_of(r))
+            .or_else(|| r.catalogue_entry().map(|c| c.jurisdiction))
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let pin_key = crate::route::pin::Pins::key(
+        header("x-residency-session"),
+        bearer(&parts.headers),
+        probe.user.as_ref().and_then(|u| u.as_str()),
+    );
+    let now = Instant::now();
+    if let Some(j) = pin_key.and_then(|k| ingress.pins.get(&k, now)) {
+        choice.allowed.retain(|r| jurisdiction_of(r) == Some(j));
+        choice.rule = format!("{} (conversation pinned to {j})", choice.rule);
+    }
     if tier > Tier::Public {
         // Types and counts only: never the values.
         info!(request_id, tier = %tier, entities = %classification.summary(), unscannable = ?classification.unscannable, rule = %choice.rule, "classified");
@@ -276,6 +303,11 @@ async fn process(
                 last_error = Some(err);
             }
             Err(Attempt::Final(err)) => return Err(err.with_policy(&policy_label)),
+        }
+    }
+    if let (Some((link, _)), Some(key), true) = (&answered, pin_key, tier == Tier::Restricted) {
+        if let Some(j) = jurisdiction_of(&link.region) {
+            ingress.pins.pin(key, j, now);
         }
     }
     let Some((link, (head, rest, recv))) = answered else {
@@ -346,11 +378,25 @@ async fn process(
     Ok(resp)
 }
 
-/// The one field the agent reads itself.
-#[derive(serde::Deserialize)]
+/// The fields the agent reads itself.
+#[derive(Debug, Default, serde::Deserialize)]
 struct Probe {
     #[serde(default)]
     model: Option<serde_json::Value>,
+    #[serde(default)]
+    user: Option<serde_json::Value>,
+}
+
+/// The application's bearer key, if it sent one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 /// How one attempt at a gateway failed.
@@ -452,7 +498,7 @@ async fn exchange(
 
 /// 400 unless the body is one JSON object; the message says where it breaks.
 /// Returns the requested model, if the body names one.
-fn check_json(body: &[u8]) -> Result<Option<String>, ApiError> {
+fn check_json(body: &[u8]) -> Result<Probe, ApiError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_none() {
         return Err(ApiError::bad_json(
@@ -469,7 +515,7 @@ fn check_json(body: &[u8]) -> Result<Option<String>, ApiError> {
         ));
     }
     match serde_json::from_slice::<Probe>(body) {
-        Ok(p) => Ok(p.model.and_then(|m| m.as_str().map(str::to_owned))),
+        Ok(p) => Ok(p),
         Err(e) => Err(json_error(&e)),
     }
 }
@@ -494,6 +540,7 @@ fn decide(
     classification: &RequestClassification,
     headers: &HeaderMap,
     model: Option<&str>,
+    peer: SocketAddr,
 ) -> Result<(RouteChoice, Tier), ApiError> {
     let tier = classification.tier;
     let Some(active) = policy else {
@@ -525,6 +572,9 @@ fn decide(
     })
     .collect();
     let labels = trusted_labels(app, &labelled);
+    let (subject_country, source) = ingress
+        .geo
+        .subject_country(labels.subject_country, Some(peer.ip()));
     let facts = RequestFacts {
         tier,
         entities: classification
@@ -532,12 +582,8 @@ fn decide(
             .iter()
             .map(|(t, _)| t.as_str())
             .collect(),
-        subject_country: labels.subject_country,
-        subject_country_source: if labels.subject_country.is_some() {
-            CountrySource::Header
-        } else {
-            CountrySource::None
-        },
+        subject_country,
+        subject_country_source: source,
         app: app.map(|a| a.name.as_str()),
         model,
         tier_floor: labels.tier_floor,

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod geo;
 pub mod ingress;
 pub mod keys;
 pub mod policy;

@@ -4,6 +4,8 @@
 //! and `confidential` requests go only to India regions, everything else to
 //! the configured default region first and then anywhere.
 
+pub mod pin;
+
 use residency_proto::{RegionId, Tier};
 
 /// The regions a request may use, most preferred first, and why.

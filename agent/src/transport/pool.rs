@@ -18,7 +18,9 @@ use tracing::{debug, info, warn};
 use super::tls::TlsMaterial;
 use super::{read_frame, write_frame, FrameStream, QuicLimits};
 use crate::config::GatewayEndpoint;
+use crate::geo::{AttestationMode, Geo};
 use crate::policy::active::PolicyState;
+use crate::policy::CountrySource;
 use crate::transport::GuardedSend;
 
 /// How long one connection attempt (handshake and hello) may take.
@@ -204,6 +206,7 @@ impl GatewayPool {
         tls: &TlsMaterial,
         limits: &QuicLimits,
         policy: Arc<PolicyState>,
+        geo: Arc<Geo>,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
@@ -237,6 +240,7 @@ impl GatewayPool {
                 client,
                 limits.codec(),
                 policy.clone(),
+                geo.clone(),
                 shutdown.clone(),
             ));
             links.push(link);
@@ -308,6 +312,8 @@ impl GatewayPool {
     }
 }
 
+// Each argument is a distinct piece of the link's world; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn supervise(
     link: Arc<GatewayLink>,
     v4: quinn::Endpoint,
@@ -315,6 +321,7 @@ async fn supervise(
     client: quinn::ClientConfig,
     codec: Codec,
     policy: Arc<PolicyState>,
+    geo: Arc<Geo>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -322,7 +329,7 @@ async fn supervise(
     loop {
         attempt += 1;
         let connected = tokio::select! {
-            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec) => r,
+            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &geo) => r,
             () = shutdown.cancelled() => return,
         };
         match connected {
@@ -365,12 +372,49 @@ async fn supervise(
 
 type Control = (quinn::SendStream, FrameStream);
 
+/// Endpoint attestation: the gateway's address must locate (site map, then
+/// GeoIP) to its region's jurisdiction. `warn` logs a mismatch, `enforce`
+/// refuses the gateway; an address that cannot be located counts as a
+/// mismatch under `enforce` (fail closed).
+fn attest(link: &GatewayLink, addr: SocketAddr, geo: &Geo) -> Result<(), ConnectError> {
+    let mode = geo.attestation();
+    if mode == AttestationMode::Off {
+        return Ok(());
+    }
+    let expected = link.region.catalogue_entry().map(|r| r.jurisdiction);
+    let (found, source) = geo.subject_country(None, Some(addr.ip()));
+    let found = match source {
+        CountrySource::SiteMap | CountrySource::GeoIp => found,
+        _ => None,
+    };
+    if found.is_some() && found == expected {
+        return Ok(());
+    }
+    let what = format!(
+        "gateway address {} locates to {} but region {} is in {}",
+        addr.ip(),
+        found.map_or_else(|| "nowhere known".to_owned(), |j| j.to_string()),
+        link.region,
+        expected.map_or_else(|| "an unknown jurisdiction".to_owned(), |j| j.to_string()),
+    );
+    match mode {
+        AttestationMode::Enforce => {
+            Err(ConnectError::Hello(format!("attestation refused: {what}")))
+        }
+        _ => {
+            warn!(region = %link.region, endpoint = %link.name, "{what}");
+            Ok(())
+        }
+    }
+}
+
 async fn connect_once(
     link: &GatewayLink,
     v4: &quinn::Endpoint,
     v6: Option<&quinn::Endpoint>,
     client: &quinn::ClientConfig,
     codec: &Codec,
+    geo: &Geo,
 ) -> Result<(quinn::Connection, Control), ConnectError> {
     let fut = async {
         let addr = tokio::net::lookup_host(&link.address)
@@ -385,6 +429,9 @@ async fn connect_once(
         let conn = endpoint
             .connect_with(client.clone(), addr, &link.server_name)?
             .await?;
+        attest(link, addr, geo).inspect_err(|_| {
+            conn.close(4u32.into(), b"gateway address fails attestation");
+        })?;
         let (mut send, mut recv) = conn.open_bi().await?;
         let hello = Frame::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,

@@ -1,0 +1,102 @@
+//! Conversation pinning: a conversation that carried restricted data stays in
+//! the jurisdiction it was sent to for a while, even if a later message alone
+//! looks public. Keys are SHA-256 hashes, never the session id or API key.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use residency_proto::Jurisdiction;
+use sha2::{Digest, Sha256};
+
+/// Most conversations remembered at once; expired ones are dropped first.
+const MAX_PINS: usize = 100_000;
+
+/// The pinned conversations.
+#[derive(Debug)]
+pub struct Pins {
+    ttl: Duration,
+    map: Mutex<HashMap<[u8; 32], (Jurisdiction, Instant)>>,
+}
+
+impl Pins {
+    /// Pins last `ttl`; a zero `ttl` turns pinning off.
+    pub fn new(ttl: Duration) -> Self {
+        Pins {
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The conversation key: the `x-residency-session` header if given, else
+    /// the API key plus the request's `user` field; `None` if neither.
+    pub fn key(
+        session: Option<&str>,
+        api_key: Option<&str>,
+        user: Option<&str>,
+    ) -> Option<[u8; 32]> {
+        let mut h = Sha256::new();
+        match (session, api_key) {
+            (Some(s), _) => {
+                h.update(b"session\0");
+                h.update(s.as_bytes());
+            }
+            (None, Some(k)) => {
+                h.update(b"key-user\0");
+                h.update(k.as_bytes());
+                h.update(b"\0");
+                h.update(user.unwrap_or("").as_bytes());
+            }
+            (None, None) => return None,
+        }
+        Some(h.finalize().into())
+    }
+
+    /// The jurisdiction a conversation is pinned to at `now`, if any.
+    pub fn get(&self, key: &[u8; 32], now: Instant) -> Option<Jurisdiction> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(j, _)| *j)
+    }
+
+    /// Pins a conversation to `jurisdiction` from `now` for the TTL.
+    pub fn pin(&self, key: [u8; 32], jurisdiction: Jurisdiction, now: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_PINS {
+            map.retain(|_, (_, until)| *until > now);
+        }
+        if map.len() < MAX_PINS || map.contains_key(&key) {
+            map.insert(key, (jurisdiction, now + self.ttl));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_expire_and_keys_differ() {
+        let pins = Pins::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let a = Pins::key(Some("conv-1"), None, None).unwrap();
+        let b = Pins::key(None, Some("sk-1"), Some("alice")).unwrap();
+        let c = Pins::key(None, Some("sk-1"), Some("bob")).unwrap();
+        assert_ne!(b, c);
+        assert!(Pins::key(None, None, Some("alice")).is_none());
+        pins.pin(a, Jurisdiction::IN, now);
+        assert_eq!(pins.get(&a, now), Some(Jurisdiction::IN));
+        assert_eq!(pins.get(&b, now), None);
+        assert_eq!(pins.get(&a, now + Duration::from_secs(11)), None);
+        let off = Pins::new(Duration::ZERO);
+        off.pin(a, Jurisdiction::IN, now);
+        assert_eq!(off.get(&a, now), None);
+    }
+}
