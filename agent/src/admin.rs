@@ -37,6 +37,10 @@ pub struct Admin {
     pub policy: Arc<PolicyState>,
     /// Gateway links.
     pub pool: Arc<GatewayPool>,
+    /// The audit chain, for verify and export while running.
+    pub audit_log: crate::audit::AuditLog,
+    /// The audit writer, for its lag.
+    pub audit: crate::audit::AuditWriter,
 }
 
 /// Why an admin operation failed.
@@ -190,6 +194,69 @@ async fn handle(admin: &Admin, req: http::Request<hyper::body::Incoming>) -> htt
                 .collect();
             reply(StatusCode::OK, json!({ "history": items }))
         }
+        (Method::GET, "/v1/admin/audit/verify") => {
+            let log = admin.audit_log.clone();
+            match tokio::task::spawn_blocking(move || crate::audit::verify_log(&log)).await {
+                Ok(Ok(r)) => reply(
+                    StatusCode::OK,
+                    json!({"ok": true, "records": r.records, "first_seq": r.first_seq, "last_seq": r.last_seq,
+                           "head_hash": r.head_hash}),
+                ),
+                Ok(Err(e)) => reply(
+                    StatusCode::CONFLICT,
+                    json!({"ok": false, "error": e.to_string()}),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            }
+        }
+        (Method::GET, "/v1/admin/audit/export") => {
+            let q = req.uri().query().unwrap_or("").to_owned();
+            let param = |k: &str| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_owned())
+            };
+            let parse = |flag: &'static str, v: Option<String>| {
+                v.map(|v| crate::audit::cli::parse_time(flag, &v))
+                    .transpose()
+            };
+            let (since, until) = match (
+                parse("since", param("since")),
+                parse("until", param("until")),
+            ) {
+                (Ok(s), Ok(u)) => (s, u),
+                (Err(e), _) | (_, Err(e)) => {
+                    return error(StatusCode::BAD_REQUEST, "bad_time", e.to_string())
+                }
+            };
+            let log = admin.audit_log.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                let mut buf = Vec::new();
+                crate::audit::export_log(&log, since, until, &mut buf).map(|_| buf)
+            })
+            .await;
+            match out {
+                Ok(Ok(buf)) => {
+                    let mut r = http::Response::new(
+                        Full::new(Bytes::from(buf))
+                            .map_err(|never| match never {})
+                            .boxed_unsync(),
+                    );
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/x-ndjson"),
+                    );
+                    r
+                }
+                Ok(Err(e)) => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "export_failed",
+                    e.to_string(),
+                ),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            }
+        }
         (Method::GET, "/v1/admin/status") => {
             let gateways: Vec<serde_json::Value> = admin
                 .pool
@@ -254,6 +321,39 @@ pub async fn agent_request(
         .to_bytes();
     let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Ok((status, v))
+}
+
+/// GETs a path from an agent's admin socket and returns the body as text.
+pub async fn agent_request_raw(socket: &Path, path: &str) -> Result<String, AdminError> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        AdminError::Transport(format!("cannot connect to {}: {e}", socket.display()))
+    })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(path)
+        .header(http::header::HOST, "localhost")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?;
+    let ok = resp.status().is_success();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| AdminError::Transport(e.to_string()))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if ok {
+        Ok(text)
+    } else {
+        Err(AdminError::Refused(text))
+    }
 }
 
 /// Pushes a bundle to a gateway over QUIC with an admin certificate; returns

@@ -23,6 +23,8 @@ pub struct AgentHandle {
     local_addr: SocketAddr,
     pool: Arc<GatewayPool>,
     policy: Arc<PolicyState>,
+    audit: crate::audit::AuditWriter,
+    audit_task: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -44,6 +46,9 @@ pub enum StartError {
     /// The policy state could not be opened.
     #[error(transparent)]
     Policy(#[from] crate::policy::active::OpenError),
+    /// The audit chain could not be opened.
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The GeoIP database or site map could not be loaded.
     #[error(transparent)]
     Geo(#[from] crate::geo::GeoError),
@@ -60,6 +65,16 @@ impl AgentHandle {
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
+        let audit_log = crate::audit::AuditLog::open(&crate::audit::audit_dir(&cfg.state_dir))?;
+        let (audit, audit_task) = crate::audit::AuditWriter::spawn_with(
+            audit_log.clone(),
+            crate::audit::WriterConfig {
+                // Group commit: short enough that a response waits only a
+                // few milliseconds for its record to be durable.
+                linger: Duration::from_millis(2),
+                ..crate::audit::WriterConfig::default()
+            },
+        )?;
         let policy = Arc::new(PolicyState::open(
             &cfg.policy,
             &cfg.state_dir.join("policy"),
@@ -97,6 +112,7 @@ impl AgentHandle {
             policy: policy.clone(),
             geo: geo.clone(),
             pins: crate::route::pin::Pins::new(Duration::from_secs(cfg.routing.pin_ttl_secs)),
+            audit: audit.clone(),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
         });
@@ -107,6 +123,8 @@ impl AgentHandle {
             Arc::new(crate::admin::Admin {
                 policy: policy.clone(),
                 pool: pool.clone(),
+                audit_log,
+                audit: audit.clone(),
             }),
             shutdown.clone(),
             tracker.clone(),
@@ -122,6 +140,8 @@ impl AgentHandle {
             local_addr,
             pool,
             policy,
+            audit,
+            audit_task,
             shutdown,
             tracker,
         })
@@ -163,5 +183,8 @@ impl AgentHandle {
         {
             warn!("in-flight requests did not finish in time");
         }
+        // Every record queued so far is made durable before exit.
+        self.audit.shutdown().await;
+        let _ = self.audit_task.await;
     }
 }

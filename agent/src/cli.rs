@@ -61,6 +61,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The tamper-evident audit chain: verify, export, prune.
+    Audit {
+        /// Audit subcommand.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Certificates for a development fleet.
     Keys {
         /// Keys subcommand.
@@ -195,6 +201,48 @@ pub enum PolicyCommand {
     },
 }
 
+/// `audit` subcommands. They open the store directly, so the agent must be
+/// stopped; with `--socket` they ask the running agent instead.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record's hash and link; names the first bad record.
+    Verify {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/residency-agent")]
+        state_dir: PathBuf,
+        /// Ask the running agent through its admin socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Write records as JSON lines (for a SIEM).
+    Export {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/residency-agent")]
+        state_dir: PathBuf,
+        /// Only records at or after this time (RFC 3339 or unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Ask the running agent through its admin socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Remove old records behind a hashed anchor that keeps the chain verifiable.
+    Prune {
+        /// The agent's state directory.
+        #[arg(long, default_value = "/var/lib/residency-agent")]
+        state_dir: PathBuf,
+        /// Remove records older than this (e.g. `90d`, `12h`).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Keep at most this many records.
+        #[arg(long)]
+        max_records: Option<u64>,
+    },
+}
+
 /// `policy keys` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PolicyKeysCommand {
@@ -270,6 +318,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Policy { command } => run_policy(command),
+        Command::Audit { command } => run_audit(command),
         Command::Classify(args) => {
             use crate::classify::cli::{self as classify_cli, CliError, CliOptions};
             let opts = CliOptions {
@@ -502,6 +551,95 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
                 (Err(e), _) | (_, Err(e)) => fail(&e.to_string(), 1),
             }
         }),
+    }
+}
+
+fn run_audit(command: AuditCommand) -> ExitCode {
+    use crate::audit::cli as acli;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let via_socket = |socket: PathBuf, path: String| {
+        block_on(async move {
+            match crate::admin::agent_request(
+                &socket,
+                http::Method::GET,
+                &path,
+                bytes::Bytes::new(),
+            )
+            .await
+            {
+                Ok((status, v)) if status.is_success() => {
+                    println!("{v}");
+                    ExitCode::SUCCESS
+                }
+                Ok((_, v)) => fail(&v.to_string(), EXIT_DATA),
+                Err(e) => fail(&e.to_string(), 1),
+            }
+        })
+    };
+    match command {
+        AuditCommand::Verify {
+            socket: Some(s), ..
+        } => via_socket(s, "/v1/admin/audit/verify".into()),
+        AuditCommand::Verify {
+            state_dir,
+            socket: None,
+        } => match acli::verify(&state_dir, &mut out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.to_string(), EXIT_DATA),
+        },
+        AuditCommand::Export {
+            socket: Some(s),
+            since,
+            until,
+            ..
+        } => {
+            let mut q = Vec::new();
+            if let Some(v) = since {
+                q.push(format!("since={v}"));
+            }
+            if let Some(v) = until {
+                q.push(format!("until={v}"));
+            }
+            let path = format!("/v1/admin/audit/export?{}", q.join("&"));
+            block_on(async move {
+                match crate::admin::agent_request_raw(&s, &path).await {
+                    Ok(body) => {
+                        print!("{body}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(&e.to_string(), 1),
+                }
+            })
+        }
+        AuditCommand::Export {
+            state_dir,
+            since,
+            until,
+            socket: None,
+        } => match acli::export(&state_dir, since.as_deref(), until.as_deref(), &mut out) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e.to_string(), EXIT_DATA),
+        },
+        AuditCommand::Prune {
+            state_dir,
+            older_than,
+            max_records,
+        } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            match acli::prune(
+                &state_dir,
+                older_than.as_deref(),
+                max_records,
+                now,
+                &mut out,
+            ) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e.to_string(), EXIT_DATA),
+            }
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::audit::{AuditWriter, NewRecord};
 use crate::classify::{Classifier, RequestClassification};
 use crate::policy::active::{ActivePolicy, PolicyState};
 use crate::policy::{trusted_labels, Decision, RequestFacts};
@@ -72,6 +73,7 @@ pub struct Ingress {
     pub(crate) policy: Arc<PolicyState>,
     pub(crate) geo: Arc<crate::geo::Geo>,
     pub(crate) pins: crate::route::pin::Pins,
+    pub(crate) audit: AuditWriter,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
 }
@@ -160,7 +162,32 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    match process(ingress, req, &request_id, peer).await {
+    let mut draft = NewRecord {
+        time_ms: now_ms(),
+        request_id: request_id.clone(),
+        app: None,
+        client: Some(peer.ip().to_string()),
+        method: method.to_string(),
+        path: path.clone(),
+        model: None,
+        tier: Tier::Public.as_str().to_owned(),
+        entities: Vec::new(),
+        unscannable: Vec::new(),
+        subject_country: None,
+        country_source: "none".to_owned(),
+        policy_version: None,
+        policy_label: "none".to_owned(),
+        rule: String::new(),
+        decision: "error".to_owned(),
+        region: None,
+        endpoint: None,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        latency_ms: 0.0,
+        outcome: String::new(),
+    };
+    match process(ingress, req, &request_id, peer, &mut draft, started).await {
         Ok(resp) => {
             info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = resp.status().as_u16(),
                 tier = resp.headers().get(HDR_TIER).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -170,9 +197,23 @@ pub async fn handle(
         }
         Err(e) => {
             info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = e.status.as_u16(), code = e.code, "refused");
+            draft.status = e.status.as_u16();
+            draft.decision = e.decision.to_owned();
+            draft.outcome = format!("refused:{}", e.code);
+            draft.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            // The refusal is on record before the application hears of it.
+            if let Err(ae) = ingress.audit.append(draft).await {
+                warn!(request_id = %request_id, error = %ae, "audit record not written");
+            }
             e.into_response(&request_id)
         }
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn new_request_id() -> String {
@@ -184,6 +225,8 @@ async fn process(
     req: http::Request<Incoming>,
     request_id: &str,
     peer: SocketAddr,
+    draft: &mut NewRecord,
+    started: Instant,
 ) -> Result<http::Response<Body>, ApiError> {
     let api = ApiPath::parse(req.method(), req.uri().path())?;
     let path_and_query = req
@@ -231,6 +274,15 @@ async fn process(
         .as_ref()
         .and_then(|m| m.as_str())
         .map(str::to_owned);
+    draft.bytes_in = body.len() as u64;
+    draft.model = model.clone();
+    draft.tier = classification.tier.as_str().to_owned();
+    draft.entities = classification
+        .counts
+        .iter()
+        .map(|(t, n)| (t.as_str().to_owned(), *n))
+        .collect();
+    draft.unscannable = classification.unscannable.clone();
     let policy_label = policy.as_ref().map_or_else(
         || "none".to_owned(),
         |p| {
@@ -238,6 +290,8 @@ async fn process(
                 .map_or_else(|| "builtin".to_owned(), |v| v.to_string())
         },
     );
+    draft.policy_version = policy.as_ref().and_then(|p| p.version);
+    draft.policy_label = policy_label.clone();
     let (mut choice, tier) = decide(
         ingress,
         policy.as_deref(),
@@ -245,8 +299,10 @@ async fn process(
         &parts.headers,
         model.as_deref(),
         peer,
+        draft,
     )
     .map_err(|e| e.with_policy(&policy_label))?;
+    draft.tier = tier.as_str().to_owned();
     // A conversation that carried restricted data stays where it went.
     let jurisdiction_of = |r: &residency_proto::RegionId| {
         policy
@@ -346,7 +402,18 @@ async fn process(
         .headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
-    let mut resp = http::Response::new(relay(rest, recv, sse));
+    draft.rule = choice.rule.clone();
+    draft.decision = "allow".to_owned();
+    draft.region = Some(link.region.to_string());
+    draft.endpoint = Some(link.name.clone());
+    draft.status = status.as_u16();
+    let tail = AuditTail {
+        draft: Some(draft.clone()),
+        writer: ingress.audit.clone(),
+        started,
+        bytes_out: 0,
+    };
+    let mut resp = http::Response::new(relay(rest, recv, sse, tail));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     for (k, v) in &head.headers {
@@ -541,9 +608,11 @@ fn decide(
     headers: &HeaderMap,
     model: Option<&str>,
     peer: SocketAddr,
+    draft: &mut NewRecord,
 ) -> Result<(RouteChoice, Tier), ApiError> {
     let tier = classification.tier;
     let Some(active) = policy else {
+        draft.rule = "no-policy".to_owned();
         if tier >= Tier::Confidential {
             return Err(ApiError::no_policy(tier));
         }
@@ -575,6 +644,9 @@ fn decide(
     let (subject_country, source) = ingress
         .geo
         .subject_country(labels.subject_country, Some(peer.ip()));
+    draft.app = app.map(|a| a.name.clone());
+    draft.subject_country = subject_country.map(|j| j.to_string());
+    draft.country_source = source.as_str().to_owned();
     let facts = RequestFacts {
         tier,
         entities: classification
@@ -590,6 +662,7 @@ fn decide(
         unscannable: !classification.unscannable.is_empty(),
     };
     let eval = p.evaluate(&facts);
+    draft.rule = eval.rule.clone();
     match eval.decision {
         Decision::Deny { reason } => Err(ApiError::policy_denied(&eval.rule, &reason)),
         Decision::Allow(set) => Ok((
@@ -612,49 +685,105 @@ fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The audit record of a forwarded request, written when its body ends:
+/// complete, failed, or dropped because the client went away.
+struct AuditTail {
+    draft: Option<NewRecord>,
+    writer: AuditWriter,
+    started: Instant,
+    bytes_out: u64,
+}
+
+impl AuditTail {
+    fn take(&mut self, outcome: &str) -> Option<NewRecord> {
+        let mut rec = self.draft.take()?;
+        rec.outcome = outcome.to_owned();
+        rec.bytes_out = self.bytes_out;
+        rec.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        Some(rec)
+    }
+}
+
+impl Drop for AuditTail {
+    fn drop(&mut self) {
+        if let Some(rec) = self.take("client_cancelled") {
+            let writer = self.writer.clone();
+            tokio::spawn(async move {
+                if let Err(e) = writer.append(rec).await {
+                    warn!(error = %e, "audit record not written");
+                }
+            });
+        }
+    }
+}
+
 enum Relay {
-    Start(Bytes, quinn::RecvStream),
-    Reading(quinn::RecvStream),
+    Start(Bytes, quinn::RecvStream, AuditTail),
+    Reading(quinn::RecvStream, AuditTail),
     Failed(String),
     Done,
 }
 
 /// The response body: bytes from the gateway as they arrive. A clean finish
-/// ends the body; a reset or lost connection ends it with an error (after an
-/// SSE `error` event for streaming clients), never as a silent success.
-fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool) -> Body {
-    let stream = futures_util::stream::unfold(Relay::Start(first, recv), move |state| async move {
-        match state {
-            Relay::Start(first, recv) if !first.is_empty() => {
-                Some((Ok(BodyFrame::data(first)), Relay::Reading(recv)))
-            }
-            Relay::Start(_, mut recv) | Relay::Reading(mut recv) => {
-                match recv.read_chunk(64 * 1024, true).await {
-                    Ok(Some(chunk)) => {
-                        Some((Ok(BodyFrame::data(chunk.bytes)), Relay::Reading(recv)))
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        let _ = recv.stop(STOP_CANCELLED.into());
-                        let msg = format!("the response was interrupted: {e}");
-                        warn!(error = %e, "gateway stream failed mid-response");
-                        if sse {
-                            Some((Ok(BodyFrame::data(sse_error(&msg))), Relay::Failed(msg)))
-                        } else {
-                            Some((Err(BodyError(msg)), Relay::Done))
+/// ends the body once the audit record is durable; a reset or lost
+/// connection ends it with an error (after an SSE `error` event for
+/// streaming clients), never as a silent success.
+fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool, tail: AuditTail) -> Body {
+    let stream = futures_util::stream::unfold(
+        Relay::Start(first, recv, tail),
+        move |state| async move {
+            match state {
+                Relay::Start(first, recv, mut tail) if !first.is_empty() => {
+                    tail.bytes_out += first.len() as u64;
+                    Some((Ok(BodyFrame::data(first)), Relay::Reading(recv, tail)))
+                }
+                Relay::Start(_, mut recv, mut tail) | Relay::Reading(mut recv, mut tail) => {
+                    match recv.read_chunk(64 * 1024, true).await {
+                        Ok(Some(chunk)) => {
+                            tail.bytes_out += chunk.bytes.len() as u64;
+                            Some((Ok(BodyFrame::data(chunk.bytes)), Relay::Reading(recv, tail)))
+                        }
+                        Ok(None) => {
+                            let rec = tail.take("complete")?;
+                            match tail.writer.append(rec).await {
+                                Ok(_) => None,
+                                Err(e) => {
+                                    // No record, no clean ending: fail closed.
+                                    warn!(error = %e, "audit record not written; ending the response with an error");
+                                    Some((
+                                        Err(BodyError(format!("audit log unavailable: {e}"))),
+                                        Relay::Done,
+                                    ))
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = recv.stop(STOP_CANCELLED.into());
+                            let msg = format!("the response was interrupted: {e}");
+                            warn!(error = %e, "gateway stream failed mid-response");
+                            if let Some(rec) = tail.take("upstream_failed") {
+                                if let Err(ae) = tail.writer.append(rec).await {
+                                    warn!(error = %ae, "audit record not written");
+                                }
+                            }
+                            if sse {
+                                Some((Ok(BodyFrame::data(sse_error(&msg))), Relay::Failed(msg)))
+                            } else {
+                                Some((Err(BodyError(msg)), Relay::Done))
+                            }
                         }
                     }
                 }
+                Relay::Failed(msg) => {
+                    // Let the server flush the error event before the connection
+                    // is cut (hyper drops unflushed data when a body fails).
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    Some((Err(BodyError(msg)), Relay::Done))
+                }
+                Relay::Done => None,
             }
-            Relay::Failed(msg) => {
-                // Let the server flush the error event before the connection
-                // is cut (hyper drops unflushed data when a body fails).
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                Some((Err(BodyError(msg)), Relay::Done))
-            }
-            Relay::Done => None,
-        }
-    });
+        },
+    );
     StreamBody::new(stream).boxed_unsync()
 }
 

@@ -508,7 +508,7 @@ async fn control_loop(
                     link.announced.store(version, Ordering::Relaxed);
                     if policy.version().is_some_and(|v| v > version) {
                         tokio::spawn(relay_policy(link.region.clone(), conn.clone(), *codec, policy.clone()));
-                    } else if policy.version() < Some(version) {
+                    } else if version > 0 && policy.version() < Some(version) {
                         tokio::spawn(fetch_policy(
                             link.region.clone(),
                             conn.clone(),

@@ -1,0 +1,456 @@
+//! The audit record and its hash.
+//!
+//! A record holds facts about a request (ids, names, counts, sizes, the
+//! decision) and never a value, a prompt or an answer: there is no field for
+//! them, and every string is cut to a short bound and to a narrow character
+//! set (no spaces, quotes or non-ASCII) when the record is sealed, so a
+//! sentence cannot ride in through a name. The path loses its query string.
+//!
+//! Hash: `SHA-256("residency-agent/audit/v1\0" || postcard(body))`, where
+//! `body` is every field of [`AuditRecord`] except `hash`, in declaration
+//! order, `prev_hash` included. postcard is deterministic for these types
+//! (varints, length-prefixed strings, `f64` as 8 little-endian bytes), so
+//! the encoding is canonical. Changing a field's type or order changes the
+//! hash of every record: bump the domain tag and keep the old encoder.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Domain tag hashed before the body, so an audit hash is never a valid hash
+/// of anything else.
+const HASH_DOMAIN: &[u8] = b"residency-agent/audit/v1\0";
+/// `prev_hash` of the first record of a chain that was never pruned.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+/// Longest request id, model or endpoint name kept, in bytes.
+const MAX_ID: usize = 128;
+/// Longest tier, rule, decision, outcome or other name kept, in bytes.
+const MAX_NAME: usize = 64;
+/// Longest path kept, in bytes.
+const MAX_PATH: usize = 256;
+/// Most entity types or unscannable parts listed.
+const MAX_LIST: usize = 64;
+
+/// What the request path knows about a finished request; the writer turns
+/// it into an [`AuditRecord`] by giving it a seq and linking it to the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewRecord {
+    /// When the request arrived, unix milliseconds.
+    pub time_ms: u64,
+    /// The `x-residency-request-id`.
+    pub request_id: String,
+    /// The calling app's configured name, if known.
+    pub app: Option<String>,
+    /// Client IP address as text.
+    pub client: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP path (the query string is dropped).
+    pub path: String,
+    /// Model the client asked for.
+    pub model: Option<String>,
+    /// Data tier the classifier assigned.
+    pub tier: String,
+    /// Entity type names with how many were found (never the values).
+    pub entities: Vec<(String, u32)>,
+    /// Parts that could not be scanned (e.g. `image`, `audio`).
+    pub unscannable: Vec<String>,
+    /// Data subject's country (ISO code), if decided.
+    pub subject_country: Option<String>,
+    /// Where the country came from (`header`, `site`, `geoip`, `default`).
+    pub country_source: String,
+    /// Signed policy version; `None` for the built-in baseline or none.
+    pub policy_version: Option<u64>,
+    /// Policy label (e.g. `baseline`, a bundle's name).
+    pub policy_label: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// `allow`, `deny`, `no_route` or `error`.
+    pub decision: String,
+    /// Region the request was sent to.
+    pub region: Option<String>,
+    /// Gateway endpoint it was sent through.
+    pub endpoint: Option<String>,
+    /// HTTP status the client saw.
+    pub status: u16,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Total time, milliseconds.
+    pub latency_ms: f64,
+    /// How it ended: `complete`, `client_cancelled`, `upstream_failed`, ...
+    pub outcome: String,
+}
+
+/// One link of the audit chain, as stored and exported. JSON carries the
+/// hashes as lowercase hex.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the chain, from 1, assigned by the writer.
+    pub seq: u64,
+    /// When the request arrived, unix milliseconds.
+    pub time_ms: u64,
+    /// The `x-residency-request-id`.
+    pub request_id: String,
+    /// The calling app's configured name, if known.
+    pub app: Option<String>,
+    /// Client IP address as text.
+    pub client: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP path without query string.
+    pub path: String,
+    /// Model the client asked for.
+    pub model: Option<String>,
+    /// Data tier.
+    pub tier: String,
+    /// Entity type names with counts.
+    pub entities: Vec<(String, u32)>,
+    /// Parts that could not be scanned.
+    pub unscannable: Vec<String>,
+    /// Data subject's country.
+    pub subject_country: Option<String>,
+    /// Where the country came from.
+    pub country_source: String,
+    /// Signed policy version; `None` for the built-in baseline or none.
+    pub policy_version: Option<u64>,
+    /// Policy label.
+    pub policy_label: String,
+    /// The rule that decided.
+    pub rule: String,
+    /// `allow`, `deny`, `no_route` or `error`.
+    pub decision: String,
+    /// Region the request was sent to.
+    pub region: Option<String>,
+    /// Gateway endpoint.
+    pub endpoint: Option<String>,
+    /// HTTP status the client saw.
+    pub status: u16,
+    /// Request body bytes.
+    pub bytes_in: u64,
+    /// Response body bytes.
+    pub bytes_out: u64,
+    /// Total time, milliseconds.
+    pub latency_ms: f64,
+    /// How it ended.
+    pub outcome: String,
+    /// Hash of the previous record (or the anchor's, or [`GENESIS_HASH`]).
+    #[serde(with = "hex32")]
+    pub prev_hash: [u8; 32],
+    /// This record's hash; see the module doc for what it covers.
+    #[serde(with = "hex32")]
+    pub hash: [u8; 32],
+}
+
+/// Everything the hash covers: the record without `hash`, same order.
+#[derive(Serialize)]
+struct Body<'a> {
+    seq: u64,
+    time_ms: u64,
+    request_id: &'a str,
+    app: &'a Option<String>,
+    client: &'a Option<String>,
+    method: &'a str,
+    path: &'a str,
+    model: &'a Option<String>,
+    tier: &'a str,
+    entities: &'a [(String, u32)],
+    unscannable: &'a [String],
+    subject_country: &'a Option<String>,
+    country_source: &'a str,
+    policy_version: Option<u64>,
+    policy_label: &'a str,
+    rule: &'a str,
+    decision: &'a str,
+    region: &'a Option<String>,
+    endpoint: &'a Option<String>,
+    status: u16,
+    bytes_in: u64,
+    bytes_out: u64,
+    latency_ms: f64,
+    outcome: &'a str,
+    prev_hash: &'a [u8; 32],
+}
+
+impl NewRecord {
+    /// Applies the bounds of the module doc: every string cut short and
+    /// reduced to `[A-Za-z0-9_.:/@+-]` (anything else becomes `_`), the
+    /// query string dropped, lists capped.
+    pub fn bounded(mut self) -> NewRecord {
+        self.request_id = token(&self.request_id, MAX_ID);
+        self.app = self.app.as_deref().map(name);
+        self.client = self.client.as_deref().map(name);
+        self.method = name(&self.method);
+        let path = self
+            .path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        self.path = token(&path, MAX_PATH);
+        self.model = self.model.as_deref().map(|m| token(m, MAX_ID));
+        self.tier = name(&self.tier);
+        self.entities.truncate(MAX_LIST);
+        for (kind, _) in &mut self.entities {
+            *kind = name(kind);
+        }
+        self.unscannable.truncate(MAX_LIST);
+        for part in &mut self.unscannable {
+            *part = name(part);
+        }
+        self.subject_country = self.subject_country.as_deref().map(name);
+        self.country_source = name(&self.country_source);
+        self.policy_label = name(&self.policy_label);
+        self.rule = name(&self.rule);
+        self.decision = name(&self.decision);
+        self.region = self.region.as_deref().map(name);
+        self.endpoint = self.endpoint.as_deref().map(|e| token(e, MAX_ID));
+        self.outcome = name(&self.outcome);
+        self
+    }
+}
+
+impl AuditRecord {
+    /// Makes record `seq` from `new` (after [`NewRecord::bounded`]), linked
+    /// to `prev_hash`, with its hash computed.
+    pub fn seal(new: NewRecord, seq: u64, prev_hash: [u8; 32]) -> AuditRecord {
+        let n = new.bounded();
+        let mut rec = AuditRecord {
+            seq,
+            time_ms: n.time_ms,
+            request_id: n.request_id,
+            app: n.app,
+            client: n.client,
+            method: n.method,
+            path: n.path,
+            model: n.model,
+            tier: n.tier,
+            entities: n.entities,
+            unscannable: n.unscannable,
+            subject_country: n.subject_country,
+            country_source: n.country_source,
+            policy_version: n.policy_version,
+            policy_label: n.policy_label,
+            rule: n.rule,
+            decision: n.decision,
+            region: n.region,
+            endpoint: n.endpoint,
+            status: n.status,
+            bytes_in: n.bytes_in,
+            bytes_out: n.bytes_out,
+            latency_ms: n.latency_ms,
+            outcome: n.outcome,
+            prev_hash,
+            hash: [0; 32],
+        };
+        rec.hash = rec.compute_hash();
+        rec
+    }
+
+    /// The hash this record's content should have (compare with `hash`).
+    pub fn compute_hash(&self) -> [u8; 32] {
+        let body = Body {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            request_id: &self.request_id,
+            app: &self.app,
+            client: &self.client,
+            method: &self.method,
+            path: &self.path,
+            model: &self.model,
+            tier: &self.tier,
+            entities: &self.entities,
+            unscannable: &self.unscannable,
+            subject_country: &self.subject_country,
+            country_source: &self.country_source,
+            policy_version: self.policy_version,
+            policy_label: &self.policy_label,
+            rule: &self.rule,
+            decision: &self.decision,
+            region: &self.region,
+            endpoint: &self.endpoint,
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            latency_ms: self.latency_ms,
+            outcome: &self.outcome,
+            prev_hash: &self.prev_hash,
+        };
+        let mut h = Sha256::new();
+        h.update(HASH_DOMAIN);
+        // Serialising plain structs, strings and numbers into a Vec cannot
+        // fail; an empty body would still give a hash that never verifies.
+        h.update(postcard::to_allocvec(&body).unwrap_or_default());
+        h.finalize().into()
+    }
+
+    /// The storage encoding (postcard).
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(self)
+    }
+
+    /// Decodes the storage encoding.
+    pub fn decode(bytes: &[u8]) -> Result<AuditRecord, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+/// A name: at most [`MAX_NAME`] bytes of [`token`].
+fn name(s: &str) -> String {
+    token(s, MAX_NAME)
+}
+
+/// `s` clipped to `max` bytes, with anything outside `[A-Za-z0-9_.:/@+-]`
+/// (spaces, quotes, control characters, non-ASCII) replaced by `_`.
+fn token(s: &str, max: usize) -> String {
+    clip(s, max)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.:/@+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Serialises a hash as lowercase hex for JSON, as 32 raw bytes for postcard.
+pub(crate) mod hex32 {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex::encode(h))
+        } else {
+            serde::Serialize::serialize(h, s)
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        if d.is_human_readable() {
+            let text = String::deserialize(d)?;
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(&text, &mut out).map_err(D::Error::custom)?;
+            Ok(out)
+        } else {
+            <[u8; 32]>::deserialize(d)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::test_support::sample;
+
+    #[test]
+    fn hash_covers_every_field_and_the_link() {
+        let rec = AuditRecord::seal(sample(5, 1), 1, GENESIS_HASH);
+        assert_eq!(rec.hash, rec.compute_hash());
+        let mut m = rec.clone();
+        m.entities[0].1 += 1;
+        assert_ne!(m.compute_hash(), rec.hash);
+        let mut m = rec.clone();
+        m.latency_ms = 812.6;
+        assert_ne!(m.compute_hash(), rec.hash);
+        let mut m = rec.clone();
+        m.prev_hash[31] ^= 1;
+        assert_ne!(m.compute_hash(), rec.hash);
+        let mut m = rec.clone();
+        m.seq = 2;
+        assert_ne!(m.compute_hash(), rec.hash);
+        let mut m = rec.clone();
+        m.app = None;
+        assert_ne!(m.compute_hash(), rec.hash);
+    }
+
+    #[test]
+    fn storage_round_trip_keeps_the_hash() {
+        let rec = AuditRecord::seal(sample(5, 1), 9, [7; 32]);
+        let back = AuditRecord::decode(&rec.encode().unwrap()).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.compute_hash(), back.hash);
+    }
+
+    #[test]
+    fn json_has_exactly_the_expected_keys_and_hex_hashes() {
+        let rec = AuditRecord::seal(sample(5, 1), 1, GENESIS_HASH);
+        let v = serde_json::to_value(&rec).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = vec![
+            "seq",
+            "time_ms",
+            "request_id",
+            "app",
+            "client",
+            "method",
+            "path",
+            "model",
+            "tier",
+            "entities",
+            "unscannable",
+            "subject_country",
+            "country_source",
+            "policy_version",
+            "policy_label",
+            "rule",
+            "decision",
+            "region",
+            "endpoint",
+            "status",
+            "bytes_in",
+            "bytes_out",
+            "latency_ms",
+            "outcome",
+            "prev_hash",
+            "hash",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        assert_eq!(v["prev_hash"], "0".repeat(64));
+        assert_eq!(v["hash"], hex::encode(rec.hash));
+        let back: AuditRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn no_field_keeps_free_text() {
+        let prose = "my aadhaar is 2345 6789 0123 and my card 4111 1111 1111 1111, please help";
+        let mut new = sample(5, 1);
+        new.path = format!("/v1/chat/completions?q={prose}");
+        new.outcome = prose.to_owned();
+        new.rule = prose.to_owned();
+        new.request_id = prose.repeat(10);
+        new.entities = (0..500).map(|i| (format!("e{i}"), 1)).collect();
+        let rec = AuditRecord::seal(new, 1, GENESIS_HASH);
+        assert_eq!(rec.path, "/v1/chat/completions");
+        assert!(!rec.outcome.contains(' ') && rec.outcome.len() <= MAX_NAME);
+        assert!(!rec.rule.contains("2345 6789"));
+        assert!(rec.request_id.len() <= MAX_ID);
+        assert_eq!(rec.entities.len(), MAX_LIST);
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(!json.contains("2345 6789 0123"));
+        assert!(!json.contains("4111 1111"));
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("ab€", 3), "ab");
+        assert_eq!(clip("abc", 3), "abc");
+    }
+}
