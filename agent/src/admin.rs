@@ -9,6 +9,8 @@
 //! - `GET /v1/admin/policy/history`: stored bundles, newest first.
 //! - `GET /v1/admin/status`: gateways, their health and round-trip time.
 
+pub mod metrics;
+
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

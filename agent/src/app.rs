@@ -21,6 +21,7 @@ use crate::transport::tls::{TlsError, TlsMaterial};
 #[derive(Debug)]
 pub struct AgentHandle {
     local_addr: SocketAddr,
+    observe_addr: SocketAddr,
     pool: Arc<GatewayPool>,
     policy: Arc<PolicyState>,
     audit: crate::audit::AuditWriter,
@@ -65,6 +66,7 @@ impl AgentHandle {
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
+        let metrics = Arc::new(crate::admin::metrics::Metrics::default());
         let audit_log = crate::audit::AuditLog::open(&crate::audit::audit_dir(&cfg.state_dir))?;
         let (audit, audit_task) = crate::audit::AuditWriter::spawn_with(
             audit_log.clone(),
@@ -113,10 +115,34 @@ impl AgentHandle {
             geo: geo.clone(),
             pins: crate::route::pin::Pins::new(Duration::from_secs(cfg.routing.pin_ttl_secs)),
             audit: audit.clone(),
+            metrics: metrics.clone(),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
         });
         let tracker = TaskTracker::new();
+        let observe_listener = crate::admin::metrics::bind(cfg.observe_listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: cfg.observe_listen,
+                source,
+            })?;
+        let observe_addr = observe_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: cfg.observe_listen,
+                source,
+            })?;
+        tracker.spawn(crate::admin::metrics::serve(
+            observe_listener,
+            Arc::new(crate::admin::metrics::Observe {
+                metrics: metrics.clone(),
+                pool: pool.clone(),
+                policy: policy.clone(),
+                audit: audit.clone(),
+            }),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
         let admin_listener = crate::admin::bind(&cfg.admin_socket)?;
         tracker.spawn(crate::admin::serve(
             admin_listener,
@@ -138,6 +164,7 @@ impl AgentHandle {
         info!(listen = %local_addr, gateways = cfg.gateways.len(), admin_socket = %cfg.admin_socket.display(), "agent listening");
         Ok(AgentHandle {
             local_addr,
+            observe_addr,
             pool,
             policy,
             audit,
@@ -150,6 +177,11 @@ impl AgentHandle {
     /// The bound HTTP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound address of `/healthz`, `/readyz`, `/metrics`, `/v1/status`.
+    pub fn observe_addr(&self) -> SocketAddr {
+        self.observe_addr
     }
 
     /// `http://ADDR/v1`, what an OpenAI SDK's `base_url` should be.

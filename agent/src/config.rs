@@ -59,6 +59,10 @@ pub struct AgentConfig {
     /// Conversation pinning.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Local-only listener for `/healthz`, `/readyz`, `/metrics` and
+    /// `/v1/status`.
+    #[serde(default = "default_observe_listen")]
+    pub observe_listen: SocketAddr,
 }
 
 /// `[routing]` in agent.toml.
@@ -178,6 +182,10 @@ fn default_agent_listen() -> SocketAddr {
 
 fn default_gateway_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+
+fn default_observe_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
 }
 
 fn default_agent_state_dir() -> PathBuf {

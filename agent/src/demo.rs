@@ -77,6 +77,7 @@ impl Demo {
         let mut agent_toml = format!(
             "# Written by `residency-agent demo`; ports change every run.\n\
              listen = \"{listen}\"\n\
+             observe_listen = \"127.0.0.1:0\"\n\
              default_region = \"{DEMO_DEFAULT_REGION}\"\n\
              state_dir = \"agent-state\"\n\
              admin_socket = \"agent-state/admin.sock\"\n\n\
@@ -200,6 +201,10 @@ fn print_banner(demo: &Demo) {
         );
     }
     println!("  state directory  {}", demo.state_dir.display());
+    println!(
+        "  health, metrics  http://{}/metrics  (/healthz /readyz /v1/status)",
+        demo.agent.observe_addr()
+    );
     println!("\nPublic prompts go to {DEMO_DEFAULT_REGION}; restricted and confidential ones stay in India.\n");
     println!("Try it (response headers x-residency-* say where it went):\n");
     println!(

@@ -74,6 +74,7 @@ pub struct Ingress {
     pub(crate) geo: Arc<crate::geo::Geo>,
     pub(crate) pins: crate::route::pin::Pins,
     pub(crate) audit: AuditWriter,
+    pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
 }
@@ -189,6 +190,12 @@ pub async fn handle(
     };
     match process(ingress, req, &request_id, peer, &mut draft, started).await {
         Ok(resp) => {
+            ingress.metrics.request(
+                &draft.tier,
+                draft.region.as_deref().unwrap_or(""),
+                &draft.decision,
+                resp.status().as_u16(),
+            );
             info!(request_id = %request_id, client = %peer, method = %method, path = %path, status = resp.status().as_u16(),
                 tier = resp.headers().get(HDR_TIER).and_then(|v| v.to_str().ok()).unwrap_or(""),
                 region = resp.headers().get(HDR_REGION).and_then(|v| v.to_str().ok()).unwrap_or(""),
@@ -201,6 +208,9 @@ pub async fn handle(
             draft.decision = e.decision.to_owned();
             draft.outcome = format!("refused:{}", e.code);
             draft.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+            ingress
+                .metrics
+                .request(&draft.tier, "", &draft.decision, draft.status);
             // The refusal is on record before the application hears of it.
             if let Err(ae) = ingress.audit.append(draft).await {
                 warn!(request_id = %request_id, error = %ae, "audit record not written");
@@ -264,10 +274,10 @@ async fn process(
         (RequestClassification::default(), Probe::default())
     } else {
         let probe = check_json(&body)?;
-        (
-            ingress.classifier.scan_request(&body, unscannable_tier),
-            probe,
-        )
+        let t = Instant::now();
+        let c = ingress.classifier.scan_request(&body, unscannable_tier);
+        ingress.metrics.classified(body.len(), t.elapsed());
+        (c, probe)
     };
     let model = probe
         .model
@@ -342,6 +352,7 @@ async fn process(
     let mut tried: Vec<Arc<GatewayLink>> = Vec::new();
     let mut last_error = None;
     let mut answered = None;
+    ingress.metrics.overhead(started.elapsed());
     for _ in 0..2 {
         let Some((link, conn)) = ingress.pool.pick(&choice.allowed, &tried) else {
             break;

@@ -126,7 +126,7 @@ pub fn agent_config_text(default_region: &str, gateways: &str, extra: &str) -> S
         None => (extra, BASELINE_POLICY),
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndefault_region = \"{default_region}\"\nstate_dir = \"agent-state-{n}\"\nadmin_socket = \"agent-admin-{n}.sock\"\n{top}\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n{gateways}{FAST_QUIC}\n{policy}\n"
+        "listen = \"127.0.0.1:0\"\nobserve_listen = \"127.0.0.1:0\"\ndefault_region = \"{default_region}\"\nstate_dir = \"agent-state-{n}\"\nadmin_socket = \"agent-admin-{n}.sock\"\n{top}\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/agent.pem\"\nkey = \"certs/agent.key\"\n{gateways}{FAST_QUIC}\n{policy}\n"
     )
 }
 

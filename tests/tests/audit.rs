@@ -28,8 +28,11 @@ async fn spawn_agent(
     drop(listen);
     let dir = fleet.dir.path();
     let config = dir.join("proc-agent.toml");
-    let text = agent_config_text("aws:us-east-1", &blocks, "")
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+    let text = agent_config_text("aws:us-east-1", &blocks, "").replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\""),
+        1,
+    );
     let state = dir.join(
         text.lines()
             .find_map(|l| l.strip_prefix("state_dir = "))

@@ -140,7 +140,7 @@ async fn main() {
     std::fs::write(
         &agent_cfg,
         agent_config_text(region, &gateway_block(region, gw_addr), "")
-            .replace("127.0.0.1:0", &agent_addr.to_string())
+            .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
             .replace(FAST_QUIC, ""),
     )
     .unwrap();
