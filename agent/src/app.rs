@@ -20,6 +20,8 @@ use crate::transport::tls::{TlsError, TlsMaterial};
 /// A running agent.
 #[derive(Debug)]
 pub struct AgentHandle {
+    links_stop: CancellationToken,
+    config: AgentConfig,
     local_addr: SocketAddr,
     observe_addr: SocketAddr,
     pool: Arc<GatewayPool>,
@@ -82,13 +84,16 @@ impl AgentHandle {
             &cfg.state_dir.join("policy"),
         )?);
         let shutdown = CancellationToken::new();
+        let links_stop = CancellationToken::new();
         let pool = GatewayPool::start(
             &cfg.gateways,
             &tls,
             &cfg.quic,
             policy.clone(),
             geo.clone(),
-            shutdown.child_token(),
+            // Gateway connections outlive the listeners: they close only
+            // after in-flight requests have drained.
+            links_stop.clone(),
         )
         .map_err(StartError::Quic)?;
         let router = Router::new(
@@ -163,6 +168,8 @@ impl AgentHandle {
         ));
         info!(listen = %local_addr, gateways = cfg.gateways.len(), admin_socket = %cfg.admin_socket.display(), "agent listening");
         Ok(AgentHandle {
+            links_stop,
+            config: cfg.clone(),
             local_addr,
             observe_addr,
             pool,
@@ -177,6 +184,66 @@ impl AgentHandle {
     /// The bound HTTP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Applies a changed configuration without dropping connections or
+    /// requests: trusted policy keys and TLS certificates (used for new
+    /// gateway connections) take effect at once. Returns the changed settings
+    /// that need a restart. On error nothing changes.
+    pub fn reload(&self, cfg: &AgentConfig) -> Result<Vec<&'static str>, String> {
+        let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
+        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
+            .map_err(|e| e.to_string())?;
+        self.pool.reload_tls(&tls, &cfg.quic)?;
+        self.policy.set_trusted_keys(keys);
+        let old = &self.config;
+        let mut restart = Vec::new();
+        if old.listen != cfg.listen {
+            restart.push("listen");
+        }
+        if old.gateways != cfg.gateways {
+            restart.push("gateway");
+        }
+        if old.state_dir != cfg.state_dir {
+            restart.push("state_dir");
+        }
+        if old.admin_socket != cfg.admin_socket {
+            restart.push("admin_socket");
+        }
+        if old.default_region != cfg.default_region
+            || old.geo != cfg.geo
+            || old.routing != cfg.routing
+        {
+            restart.push("default_region/geo/routing");
+        }
+        info!(needs_restart = ?restart, "configuration reloaded: trusted keys and certificates applied");
+        Ok(restart)
+    }
+
+    /// Whether the request path answers: a real HTTP request to the agent's
+    /// own listener (`GET /healthz`), within a second.
+    pub async fn request_path_alive(&self) -> bool {
+        let addr = self.local_addr;
+        let probe = async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+                _,
+                http_body_util::Empty<bytes::Bytes>,
+            >(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .ok()?;
+            tokio::spawn(conn);
+            let req = http::Request::get("/healthz")
+                .header(http::header::HOST, "localhost")
+                .body(http_body_util::Empty::new())
+                .ok()?;
+            let resp = sender.send_request(req).await.ok()?;
+            Some(resp.status() == http::StatusCode::OK)
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Some(true))
+        )
     }
 
     /// The bound address of `/healthz`, `/readyz`, `/metrics`, `/v1/status`.
@@ -215,6 +282,7 @@ impl AgentHandle {
         {
             warn!("in-flight requests did not finish in time");
         }
+        self.links_stop.cancel();
         // Every record queued so far is made durable before exit.
         self.audit.shutdown().await;
         let _ = self.audit_task.await;

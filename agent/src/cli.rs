@@ -353,9 +353,52 @@ pub fn run(cli: Cli) -> ExitCode {
                     Ok(a) => a,
                     Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
                 };
-                wait_for_signal().await;
+                // Config and policy are loaded and the listeners bound.
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                let agent = std::sync::Arc::new(agent);
+                let mut usec = 0;
+                if sd_notify::watchdog_enabled(false, &mut usec) {
+                    let every = Duration::from_micros(usec / 2);
+                    let a = agent.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            // Fed only while the request path answers.
+                            if a.request_path_alive().await {
+                                let _ =
+                                    sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                            } else {
+                                tracing::warn!(
+                                    "request path did not answer; not feeding the watchdog"
+                                );
+                            }
+                        }
+                    });
+                }
+                while let Signal::Reload = next_signal().await {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    match AgentConfig::load(&config) {
+                        Ok(new) => match agent.reload(&new) {
+                            Ok(restart) if restart.is_empty() => {}
+                            Ok(restart) => {
+                                tracing::warn!(settings = ?restart, "these changes take effect after a restart")
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "reload failed; the running configuration stays")
+                            }
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused; the running configuration stays")
+                        }
+                    }
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                 tracing::info!("draining");
-                agent.shutdown(DRAIN_GRACE).await;
+                match std::sync::Arc::try_unwrap(agent) {
+                    Ok(a) => a.shutdown(DRAIN_GRACE).await,
+                    Err(_) => tracing::warn!("agent still shared at shutdown"),
+                }
                 ExitCode::SUCCESS
             })
         }
@@ -370,6 +413,17 @@ pub fn run(cli: Cli) -> ExitCode {
                     Ok(g) => g,
                     Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
                 };
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                let mut usec = 0;
+                if sd_notify::watchdog_enabled(false, &mut usec) {
+                    let every = Duration::from_micros(usec / 2);
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(every).await;
+                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                        }
+                    });
+                }
                 wait_for_signal().await;
                 tracing::info!("draining");
                 gw.shutdown(DRAIN_GRACE).await;
@@ -667,6 +721,33 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
         Ok(rt) => rt.block_on(f),
         Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
     }
+}
+
+/// A signal the daemon acts on.
+enum Signal {
+    /// SIGHUP: reload the configuration.
+    Reload,
+    /// SIGTERM or SIGINT: drain and stop.
+    Stop,
+}
+
+async fn next_signal() -> Signal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            return tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Signal::Stop
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -159,6 +159,11 @@ pub async fn handle(
     req: http::Request<Incoming>,
     peer: SocketAddr,
 ) -> http::Response<Body> {
+    if req.uri().path() == "/healthz" && req.method() == Method::GET {
+        // Liveness of the request path itself (the systemd watchdog asks);
+        // not a model request, so not audited.
+        return ApiError::healthy();
+    }
     let request_id = new_request_id();
     let started = Instant::now();
     let method = req.method().clone();

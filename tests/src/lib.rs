@@ -384,3 +384,86 @@ pub fn spawn_gateway(config: &Path) -> (Proc, SocketAddr) {
     std::thread::spawn(move || for _ in lines {});
     (Proc(child), addr.expect("gateway did not start"))
 }
+
+/// The real agent binary, started by [`spawn_agent`].
+pub struct AgentProc {
+    /// The process (killed on drop).
+    pub proc: Proc,
+    /// `http://ADDR/v1`.
+    pub base: String,
+    /// Its state directory.
+    pub state: PathBuf,
+    /// Its admin socket.
+    pub socket: PathBuf,
+    /// Its config file.
+    pub config: PathBuf,
+}
+
+/// Starts the agent binary with a config pointing at the fleet's gateways
+/// (plus `extra`); stderr (JSON logs at debug level) goes to `log`. Returns
+/// once it answers.
+pub async fn spawn_agent(fleet: &Fleet, extra: &str, log: &Path) -> AgentProc {
+    let mut blocks = String::new();
+    for g in fleet.gateways.iter().flatten() {
+        blocks.push_str(&gateway_block(g.region().as_str(), g.local_addr()));
+    }
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listen.local_addr().unwrap();
+    drop(listen);
+    let dir = fleet.dir.path();
+    let config = dir.join(format!("proc-agent-{}.toml", addr.port()));
+    let text = agent_config_text("aws:us-east-1", &blocks, extra).replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\""),
+        1,
+    );
+    let field = |name: &str| {
+        dir.join(
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .trim_matches('"'),
+        )
+    };
+    let state = field("state_dir = ");
+    let socket = field("admin_socket = ");
+    std::fs::write(&config, &text).unwrap();
+    let child = Command::new(agent_bin())
+        .env("RUST_LOG", "debug")
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}/v1");
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(Ok(r)) = tokio::time::timeout(
+            Duration::from_millis(500),
+            client().request(
+                hyper::Request::get(format!("http://{addr}/healthz"))
+                    .body(Default::default())
+                    .unwrap(),
+            ),
+        )
+        .await
+        {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "agent did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    AgentProc {
+        proc: Proc(child),
+        base,
+        state,
+        socket,
+        config,
+    }
+}

@@ -5,80 +5,13 @@
 #![allow(clippy::unwrap_used)] // test code
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use residency_agent::admin::agent_request_raw;
 use residency_tests::*;
-
-/// Starts the agent binary with a config pointing at the fleet's gateways;
-/// stderr (JSON logs at debug level) goes to `log`.
-async fn spawn_agent(
-    fleet: &Fleet,
-    log: &Path,
-) -> (Proc, String, std::path::PathBuf, std::path::PathBuf) {
-    let mut blocks = String::new();
-    for g in fleet.gateways.iter().flatten() {
-        blocks.push_str(&gateway_block(g.region().as_str(), g.local_addr()));
-    }
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listen.local_addr().unwrap();
-    drop(listen);
-    let dir = fleet.dir.path();
-    let config = dir.join("proc-agent.toml");
-    let text = agent_config_text("aws:us-east-1", &blocks, "").replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"{addr}\""),
-        1,
-    );
-    let state = dir.join(
-        text.lines()
-            .find_map(|l| l.strip_prefix("state_dir = "))
-            .unwrap()
-            .trim_matches('"'),
-    );
-    let socket = dir.join(
-        text.lines()
-            .find_map(|l| l.strip_prefix("admin_socket = "))
-            .unwrap()
-            .trim_matches('"'),
-    );
-    std::fs::write(&config, text).unwrap();
-    let child = Command::new(agent_bin())
-        .env("RUST_LOG", "debug")
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{addr}/v1");
-    let t = Instant::now();
-    loop {
-        if let Ok(Ok(r)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client().request(
-                hyper::Request::get(format!("{base}/models"))
-                    .body(Default::default())
-                    .unwrap(),
-            ),
-        )
-        .await
-        {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "agent did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (Proc(child), base, state, socket)
-}
 
 fn agent_cli(args: &[&str]) -> std::process::Output {
     Command::new(agent_bin()).args(args).output().unwrap()
@@ -109,7 +42,13 @@ fn grep_tree(dir: &Path, needles: &[&str]) -> Vec<String> {
 async fn sensitive_values_never_reach_logs_the_audit_store_or_the_export() {
     let fleet = Fleet::start(FleetOptions::default()).await;
     let log = fleet.dir.path().join("agent.log");
-    let (mut agent, base, state, socket) = spawn_agent(&fleet, &log).await;
+    let AgentProc {
+        proc: mut agent,
+        base,
+        state,
+        socket,
+        ..
+    } = spawn_agent(&fleet, "", &log).await;
     let url = format!("{base}/chat/completions");
     let prompts = [
         "Customer Aadhaar 2345 6789 0124, verify KYC",
@@ -170,7 +109,12 @@ async fn sensitive_values_never_reach_logs_the_audit_store_or_the_export() {
 async fn kill_9_under_load_keeps_a_verifiable_chain_with_every_answered_request() {
     let fleet = Fleet::start(FleetOptions::default()).await;
     let log = fleet.dir.path().join("agent.log");
-    let (mut agent, base, state, _socket) = spawn_agent(&fleet, &log).await;
+    let AgentProc {
+        proc: mut agent,
+        base,
+        state,
+        ..
+    } = spawn_agent(&fleet, "", &log).await;
     let url = format!("{base}/chat/completions");
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();

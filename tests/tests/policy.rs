@@ -348,7 +348,13 @@ async fn spawn_agent(config: &Path, socket: &Path) -> Proc {
         .args(["--log-format", "json", "run", "--config"])
         .arg(config)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(config.with_extension("log"))
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     let proc = Proc(child);
@@ -365,7 +371,17 @@ async fn spawn_agent(config: &Path, socket: &Path) -> Proc {
         {
             return proc;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "agent did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "agent did not start: {}",
+            std::fs::read_to_string(config.with_extension("log"))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

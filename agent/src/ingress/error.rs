@@ -159,6 +159,20 @@ impl ApiError {
         self
     }
 
+    /// The `GET /healthz` answer.
+    pub fn healthy() -> http::Response<Body> {
+        let mut r = http::Response::new(
+            http_body_util::Full::new(Bytes::from_static(b"ok\n"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        r
+    }
+
     /// The JSON body.
     pub fn body_json(&self) -> String {
         serde_json::json!({

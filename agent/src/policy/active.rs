@@ -83,7 +83,7 @@ pub enum OpenError {
 #[derive(Debug)]
 pub struct PolicyState {
     active: ArcSwapOption<ActivePolicy>,
-    trusted: Vec<TrustedKey>,
+    trusted: std::sync::RwLock<Vec<TrustedKey>>,
     store: PolicyStore,
     install_lock: Mutex<()>,
     announce: watch::Sender<Option<u64>>,
@@ -156,12 +156,29 @@ impl PolicyState {
         let (announce, _) = watch::channel(version);
         Ok(PolicyState {
             active: ArcSwapOption::new(chosen.map(Arc::new)),
-            trusted,
+            trusted: std::sync::RwLock::new(trusted),
             store,
             install_lock: Mutex::new(()),
             announce,
             refused: AtomicU64::new(0),
         })
+    }
+
+    /// The keys whose signatures are accepted now.
+    pub fn trusted_keys(&self) -> Vec<TrustedKey> {
+        self.trusted
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the trusted keys (on reload). The active policy stays: it
+    /// was verified when it was installed.
+    pub fn set_trusted_keys(&self, keys: Vec<TrustedKey>) {
+        match self.trusted.write() {
+            Ok(mut k) => *k = keys,
+            Err(p) => *p.into_inner() = keys,
+        }
     }
 
     /// The policy in force now; keep the `Arc` for the whole request.
@@ -192,7 +209,8 @@ impl PolicyState {
             .install_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let verified = match verify(bytes, &self.trusted, self.version(), MAX_BUNDLE_BYTES) {
+        let trusted = self.trusted_keys();
+        let verified = match verify(bytes, &trusted, self.version(), MAX_BUNDLE_BYTES) {
             Ok(v) => v,
             Err(e) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
@@ -223,7 +241,7 @@ impl PolicyState {
         self.store
             .history()
             .into_iter()
-            .filter_map(|b| verify(&b.bytes, &self.trusted, None, MAX_BUNDLE_BYTES).ok())
+            .filter_map(|b| verify(&b.bytes, &self.trusted_keys(), None, MAX_BUNDLE_BYTES).ok())
             .map(|v| (v.version, v.key_id, v.issued_at))
             .collect()
     }

@@ -54,6 +54,7 @@ pub struct GatewayLink {
     /// The name shown in `x-residency-endpoint`.
     pub name: String,
     server_name: String,
+    client: arc_swap::ArcSwap<quinn::ClientConfig>,
     conn: ArcSwapOption<quinn::Connection>,
     rtt_micros: AtomicU64,
     /// The policy version the gateway last announced (0: none).
@@ -226,6 +227,7 @@ impl GatewayPool {
                 address: gw.address.clone(),
                 name: gw.display_name(),
                 server_name: gw.tls_server_name(),
+                client: arc_swap::ArcSwap::from_pointee(client),
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
                 announced: AtomicU64::new(0),
@@ -237,7 +239,6 @@ impl GatewayPool {
                 link.clone(),
                 v4.clone(),
                 v6.clone(),
-                client,
                 limits.codec(),
                 policy.clone(),
                 geo.clone(),
@@ -246,6 +247,20 @@ impl GatewayPool {
             links.push(link);
         }
         Ok(Arc::new(GatewayPool { links }))
+    }
+
+    /// New TLS material (after a reload) for connections made from now on;
+    /// open connections and their requests are not touched.
+    pub fn reload_tls(&self, tls: &TlsMaterial, limits: &QuicLimits) -> Result<(), String> {
+        for link in &self.links {
+            let crypto = tls.client_config(&link.region).map_err(|e| e.to_string())?;
+            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+                .map_err(|e| e.to_string())?;
+            let mut client = quinn::ClientConfig::new(Arc::new(quic));
+            client.transport_config(limits.transport_config());
+            link.client.store(Arc::new(client));
+        }
+        Ok(())
     }
 
     /// Every link, in configuration order.
@@ -318,7 +333,6 @@ async fn supervise(
     link: Arc<GatewayLink>,
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
-    client: quinn::ClientConfig,
     codec: Codec,
     policy: Arc<PolicyState>,
     geo: Arc<Geo>,
@@ -328,6 +342,7 @@ async fn supervise(
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        let client = link.client.load_full();
         let connected = tokio::select! {
             r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &geo) => r,
             () = shutdown.cancelled() => return,

@@ -1,0 +1,169 @@
+//! The daemon's life as systemd drives it, against the real process: SIGHUP
+//! reloads trusted keys without dropping a request, SIGTERM drains.
+
+#![allow(clippy::unwrap_used)] // test code
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use residency_agent::admin::agent_request;
+use residency_agent::demo::mock_provider::MockOptions;
+use residency_agent::policy::sign::{generate_keypair, sign};
+use residency_tests::*;
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &p.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+fn slow_fleet_options() -> FleetOptions {
+    FleetOptions {
+        mock: MockOptions {
+            chunks: 30,
+            chunk_delay: Duration::from_millis(50),
+            ..MockOptions::default()
+        },
+        ..FleetOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_trusted_keys_while_a_stream_keeps_flowing() {
+    let fleet = Fleet::start(slow_fleet_options()).await;
+    let dir = fleet.dir.path();
+    let (key_a, pub_a) = generate_keypair().unwrap();
+    let (key_b, pub_b) = generate_keypair().unwrap();
+    std::fs::write(dir.join("a.pub"), pub_a.to_pem()).unwrap();
+    std::fs::write(dir.join("b.pub"), pub_b.to_pem()).unwrap();
+    let extra = format!(
+        "[policy]\ntrusted_keys = [\"{}\"]\nbuiltin_baseline = true\n",
+        dir.join("a.pub").display()
+    );
+    let log = dir.join("agent.log");
+    let agent = spawn_agent(&fleet, &extra, &log).await;
+    let text = "name = \"p\"\n[[rule]]\nname = \"all\"\n[rule.allow]\njurisdictions = [\"*\"]\n";
+    let by_b = sign(text, 2, 2, &key_b).unwrap().encode();
+    let (status, _) = agent_request(
+        &agent.socket,
+        http::Method::PUT,
+        "/v1/admin/policy",
+        by_b.clone().into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.as_u16(), 409, "key B is not trusted yet");
+    let (status, _) = agent_request(
+        &agent.socket,
+        http::Method::PUT,
+        "/v1/admin/policy",
+        sign(text, 1, 1, &key_a).unwrap().encode().into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.as_u16(), 200);
+
+    // A long stream is in flight while the config changes and SIGHUP lands.
+    let resp = request(
+        "POST",
+        &format!("{}/chat/completions", agent.base),
+        &chat("story", true),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let streaming =
+        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cfg = std::fs::read_to_string(&agent.config).unwrap();
+    std::fs::write(&agent.config, cfg.replace("a.pub", "b.pub")).unwrap();
+    signal(&agent.proc, "-HUP");
+    let mut accepted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, _) = agent_request(
+            &agent.socket,
+            http::Method::PUT,
+            "/v1/admin/policy",
+            by_b.clone().into(),
+        )
+        .await
+        .unwrap();
+        if status.as_u16() == 200 {
+            accepted = true;
+            break;
+        }
+    }
+    assert!(accepted, "after SIGHUP the new trusted key was not used");
+    let body = streaming
+        .await
+        .unwrap()
+        .expect("the stream survived the reload");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(!body.contains("event: error"));
+    // A broken config on SIGHUP changes nothing and keeps serving.
+    std::fs::write(&agent.config, "this is not toml").unwrap();
+    signal(&agent.proc, "-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", agent.base),
+        &chat("hi", false),
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("reload refused"),
+        "no log line about the refused reload"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_a_streaming_response_then_exits() {
+    let fleet = Fleet::start(slow_fleet_options()).await;
+    let log = fleet.dir.path().join("agent.log");
+    let mut agent = spawn_agent(&fleet, "", &log).await;
+    let resp = request(
+        "POST",
+        &format!("{}/chat/completions", agent.base),
+        &chat("story", true),
+        &[],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let streaming =
+        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&agent.proc, "-TERM");
+    let body = streaming
+        .await
+        .unwrap()
+        .expect("the stream completed during the drain");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    // New connections are no longer accepted.
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = agent.proc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "agent did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    // Its last request is on record: the audit chain was flushed.
+    let out = std::process::Command::new(agent_bin())
+        .args(["audit", "export", "--state-dir"])
+        .arg(&agent.state)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"outcome\":\"complete\""));
+}
