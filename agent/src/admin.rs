@@ -294,6 +294,19 @@ pub async fn agent_request(
     path: &str,
     body: Bytes,
 ) -> Result<(StatusCode, serde_json::Value), AdminError> {
+    let (status, bytes) = socket_request(socket, method, path, body).await?;
+    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok((status, v))
+}
+
+/// One HTTP/1.1 exchange over the admin socket.
+async fn socket_request(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), AdminError> {
+    let t = |e: &dyn std::fmt::Display| AdminError::Transport(e.to_string());
     let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
         AdminError::Transport(format!(
             "cannot connect to {}: {e} (is the agent running, and may you open its admin socket?)",
@@ -302,56 +315,30 @@ pub async fn agent_request(
     })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
+        .map_err(|e| t(&e))?;
     tokio::spawn(conn);
     let req = http::Request::builder()
         .method(method)
         .uri(path)
         .header(http::header::HOST, "localhost")
         .body(Full::new(body))
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
+        .map_err(|e| t(&e))?;
+    let resp = sender.send_request(req).await.map_err(|e| t(&e))?;
     let status = resp.status();
     let bytes = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?
+        .map_err(|e| t(&e))?
         .to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Ok((status, v))
+    Ok((status, bytes))
 }
 
 /// GETs a path from an agent's admin socket and returns the body as text.
 pub async fn agent_request_raw(socket: &Path, path: &str) -> Result<String, AdminError> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
-        AdminError::Transport(format!("cannot connect to {}: {e}", socket.display()))
-    })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .uri(path)
-        .header(http::header::HOST, "localhost")
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?;
-    let ok = resp.status().is_success();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| AdminError::Transport(e.to_string()))?
-        .to_bytes();
+    let (status, bytes) = socket_request(socket, Method::GET, path, Bytes::new()).await?;
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    if ok {
+    if status.is_success() {
         Ok(text)
     } else {
         Err(AdminError::Refused(text))

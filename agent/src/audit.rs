@@ -228,7 +228,10 @@ impl AuditLog {
         // sled 0.34 opens a log it cannot read as an empty database; every
         // audit database this code wrote has the tree, so its absence means
         // the data is gone.
-        if had_data && !db.tree_names().iter().any(|n| n.as_ref() == AUDIT_TREE) {
+        // Unless no record was ever made durable (no witness yet): then a
+        // hard kill before the first flush only lost an empty tree.
+        let ever_written = fs::metadata(dir.join(WITNESS_FILE)).is_ok_and(|m| m.len() > 0);
+        if had_data && ever_written && !db.tree_names().iter().any(|n| n.as_ref() == AUDIT_TREE) {
             return Err(AuditError::Damaged {
                 path: sled_dir,
                 reason: "sled recovered no audit tree from a non-empty log".into(),

@@ -48,15 +48,9 @@ pub const HDR_RULE: &str = "x-residency-rule";
 /// Header: the policy version in force (`builtin` or `none` without one).
 pub const HDR_POLICY: &str = "x-residency-policy";
 
-/// Request headers the agent passes to the gateway (the gateway filters again).
-const FORWARD_HEADERS: &[&str] = &[
-    "content-type",
-    "accept",
-    "openai-beta",
-    "openai-organization",
-    "openai-project",
-    "user-agent",
-];
+/// Request headers the agent passes to the gateway (the gateway filters
+/// with the same list again).
+const FORWARD_HEADERS: &[&str] = crate::gateway::upstream::FORWARD_REQUEST_HEADERS;
 
 /// The response body failed after the response started.
 #[derive(Debug, thiserror::Error)]
