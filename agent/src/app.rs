@@ -27,7 +27,7 @@ pub struct AgentHandle {
     pool: Arc<GatewayPool>,
     policy: Arc<PolicyState>,
     audit: crate::audit::AuditWriter,
-    audit_task: tokio::task::JoinHandle<()>,
+    audit_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -175,7 +175,7 @@ impl AgentHandle {
             pool,
             policy,
             audit,
-            audit_task,
+            audit_task: std::sync::Mutex::new(Some(audit_task)),
             shutdown,
             tracker,
         })
@@ -273,7 +273,7 @@ impl AgentHandle {
 
     /// Stops accepting, lets in-flight requests finish for up to `grace`, then
     /// closes gateway connections.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(&self, grace: Duration) {
         self.shutdown.cancel();
         self.tracker.close();
         if tokio::time::timeout(grace, self.tracker.wait())
@@ -285,6 +285,13 @@ impl AgentHandle {
         self.links_stop.cancel();
         // Every record queued so far is made durable before exit.
         self.audit.shutdown().await;
-        let _ = self.audit_task.await;
+        let task = self
+            .audit_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 }

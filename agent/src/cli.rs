@@ -395,10 +395,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                 tracing::info!("draining");
-                match std::sync::Arc::try_unwrap(agent) {
-                    Ok(a) => a.shutdown(DRAIN_GRACE).await,
-                    Err(_) => tracing::warn!("agent still shared at shutdown"),
-                }
+                agent.shutdown(DRAIN_GRACE).await;
                 ExitCode::SUCCESS
             })
         }

@@ -403,6 +403,18 @@ pub struct AgentProc {
 /// (plus `extra`); stderr (JSON logs at debug level) goes to `log`. Returns
 /// once it answers.
 pub async fn spawn_agent(fleet: &Fleet, extra: &str, log: &Path) -> AgentProc {
+    spawn_agent_with(fleet, extra, log, None).await
+}
+
+/// [`spawn_agent`], optionally as systemd would start it: `NOTIFY_SOCKET`
+/// set to `notify` and a 400 ms watchdog (`WATCHDOG_PID` is the agent's own
+/// pid, through `sh -c 'exec'`).
+pub async fn spawn_agent_with(
+    fleet: &Fleet,
+    extra: &str,
+    log: &Path,
+    notify: Option<&Path>,
+) -> AgentProc {
     let mut blocks = String::new();
     for g in fleet.gateways.iter().flatten() {
         blocks.push_str(&gateway_block(g.region().as_str(), g.local_addr()));
@@ -428,7 +440,19 @@ pub async fn spawn_agent(fleet: &Fleet, extra: &str, log: &Path) -> AgentProc {
     let state = field("state_dir = ");
     let socket = field("admin_socket = ");
     std::fs::write(&config, &text).unwrap();
-    let child = Command::new(agent_bin())
+    let mut cmd = match notify {
+        Some(sock) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+                .arg(agent_bin())
+                .env("NOTIFY_SOCKET", sock)
+                .env("WATCHDOG_USEC", "400000");
+            c
+        }
+        None => Command::new(agent_bin()),
+    };
+    let child = cmd
         .env("RUST_LOG", "debug")
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)

@@ -127,7 +127,18 @@ async fn sighup_reloads_trusted_keys_while_a_stream_keeps_flowing() {
 async fn sigterm_drains_a_streaming_response_then_exits() {
     let fleet = Fleet::start(slow_fleet_options()).await;
     let log = fleet.dir.path().join("agent.log");
-    let mut agent = spawn_agent(&fleet, "", &log).await;
+    // Started as systemd would: notify socket and watchdog.
+    let notify_path = fleet.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut agent = spawn_agent_with(&fleet, "", &log, Some(&notify_path)).await;
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        let n = notify.recv(&mut buf).expect("READY=1 and WATCHDOG=1 from the agent");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
     let resp = request(
         "POST",
         &format!("{}/chat/completions", agent.base),
@@ -159,6 +170,16 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status:?}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!logs.contains("still shared"), "the drain was skipped");
+    let mut rest = String::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if rest.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
     // Its last request is on record: the audit chain was flushed.
     let out = std::process::Command::new(agent_bin())
         .args(["audit", "export", "--state-dir"])
