@@ -130,12 +130,16 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
     // Started as systemd would: notify socket and watchdog.
     let notify_path = fleet.dir.path().join("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut agent = spawn_agent_with(&fleet, "", &log, Some(&notify_path)).await;
     let mut seen = String::new();
     let mut buf = [0u8; 512];
     while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
-        let n = notify.recv(&mut buf).expect("READY=1 and WATCHDOG=1 from the agent");
+        let n = notify
+            .recv(&mut buf)
+            .expect("READY=1 and WATCHDOG=1 from the agent");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         seen.push('\n');
     }
