@@ -73,9 +73,10 @@ impl AgentHandle {
         let (audit, audit_task) = crate::audit::AuditWriter::spawn_with(
             audit_log.clone(),
             crate::audit::WriterConfig {
-                // Group commit: short enough that a response waits only a
-                // few milliseconds for its record to be durable.
-                linger: Duration::from_millis(2),
+                // Group commit without waiting: a batch is whatever queued
+                // while the previous fsync ran, so a lone request waits for
+                // one fsync and a busy agent shares each fsync widely.
+                linger: Duration::ZERO,
                 ..crate::audit::WriterConfig::default()
             },
         )?;
@@ -120,6 +121,7 @@ impl AgentHandle {
             geo: geo.clone(),
             pins: crate::route::pin::Pins::new(Duration::from_secs(cfg.routing.pin_ttl_secs)),
             audit: audit.clone(),
+            audit_sync: cfg.audit.durable_before_response,
             metrics: metrics.clone(),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,

@@ -59,10 +59,32 @@ pub struct AgentConfig {
     /// Conversation pinning.
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// The audit chain.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Local-only listener for `/healthz`, `/readyz`, `/metrics` and
     /// `/v1/status`.
     #[serde(default = "default_observe_listen")]
     pub observe_listen: SocketAddr,
+}
+
+/// `[audit]` in agent.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// A response completes only after its record is durable (an fsync per
+    /// group commit, a few milliseconds). `false` writes the record right
+    /// after the response instead: faster, but a crash can lose the last
+    /// batch of records.
+    pub durable_before_response: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            durable_before_response: true,
+        }
+    }
 }
 
 /// `[routing]` in agent.toml.

@@ -68,6 +68,7 @@ pub struct Ingress {
     pub(crate) geo: Arc<crate::geo::Geo>,
     pub(crate) pins: crate::route::pin::Pins,
     pub(crate) audit: AuditWriter,
+    pub(crate) audit_sync: bool,
     pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
@@ -211,8 +212,16 @@ pub async fn handle(
                 .metrics
                 .request(&draft.tier, "", &draft.decision, draft.status);
             // The refusal is on record before the application hears of it.
-            if let Err(ae) = ingress.audit.append(draft).await {
-                warn!(request_id = %request_id, error = %ae, "audit record not written");
+            let writer = ingress.audit.clone();
+            let write = async move {
+                if let Err(ae) = writer.append(draft).await {
+                    warn!(error = %ae, "audit record not written");
+                }
+            };
+            if ingress.audit_sync {
+                write.await;
+            } else {
+                tokio::spawn(write);
             }
             e.into_response(&request_id)
         }
@@ -419,6 +428,7 @@ async fn process(
     draft.status = status.as_u16();
     let tail = AuditTail {
         draft: Some(draft.clone()),
+        sync: ingress.audit_sync,
         writer: ingress.audit.clone(),
         started,
         bytes_out: 0,
@@ -699,6 +709,7 @@ fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 /// complete, failed, or dropped because the client went away.
 struct AuditTail {
     draft: Option<NewRecord>,
+    sync: bool,
     writer: AuditWriter,
     started: Instant,
     bytes_out: u64,
@@ -755,6 +766,15 @@ fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool, tail: AuditTail) -> B
                         }
                         Ok(None) => {
                             let rec = tail.take("complete")?;
+                            if !tail.sync {
+                                let writer = tail.writer.clone();
+                                tokio::spawn(async move {
+                                    if let Err(e) = writer.append(rec).await {
+                                        warn!(error = %e, "audit record not written");
+                                    }
+                                });
+                                return None;
+                            }
                             match tail.writer.append(rec).await {
                                 Ok(_) => None,
                                 Err(e) => {

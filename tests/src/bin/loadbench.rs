@@ -139,9 +139,17 @@ async fn main() {
     let agent_cfg = dir.path().join("agent.toml");
     std::fs::write(
         &agent_cfg,
-        agent_config_text(region, &gateway_block(region, gw_addr), "")
-            .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
-            .replace(FAST_QUIC, ""),
+        agent_config_text(
+            region,
+            &gateway_block(region, gw_addr),
+            if std::env::var_os("BENCH_AUDIT_ASYNC").is_some() {
+                "[audit]\ndurable_before_response = false\n"
+            } else {
+                ""
+            },
+        )
+        .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
+        .replace(FAST_QUIC, ""),
     )
     .unwrap();
     let agent = Proc(
