@@ -101,16 +101,30 @@ pub async fn serve(
         };
         let Ok((stream, _)) = stream else { continue };
         let admin = admin.clone();
-        let svc = hyper::service::service_fn(move |req| {
+        serve_connection(&tracker, stream, move |req| {
             let admin = admin.clone();
-            async move { Ok::<_, Infallible>(handle(&admin, req).await) }
-        });
-        tracker.spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            async move { handle(&admin, req).await }
         });
     }
+}
+
+/// Serves one local HTTP/1.1 connection (admin socket or observability
+/// listener) with `handler`, tracked for graceful shutdown.
+pub(crate) fn serve_connection<S, H, F>(tracker: &TaskTracker, io: S, handler: H)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(http::Request<hyper::body::Incoming>) -> F + Send + Sync + Clone + 'static,
+    F: std::future::Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let fut = handler(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    tracker.spawn(async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), svc)
+            .await;
+    });
 }
 
 fn reply(status: StatusCode, v: serde_json::Value) -> http::Response<Body> {

@@ -483,6 +483,30 @@ pub async fn spawn_agent_with(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Ready for tests once every gateway link is up, not just the listener.
+    loop {
+        let up = residency_agent::admin::agent_request(
+            &socket,
+            http::Method::GET,
+            "/v1/admin/status",
+            bytes::Bytes::new(),
+        )
+        .await
+        .ok()
+        .and_then(|(_, v)| {
+            v["gateways"]
+                .as_array()
+                .map(|g| g.iter().all(|x| x["up"] == true))
+        });
+        if up == Some(true) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "gateways did not connect"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     AgentProc {
         proc: Proc(child),
         base,

@@ -3,7 +3,6 @@
 //! a local-only TCP listener (127.0.0.1:9901 by default).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -334,14 +332,9 @@ pub async fn serve(
         };
         let Ok((tcp, _)) = accepted else { continue };
         let observe = observe.clone();
-        let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        super::serve_connection(&tracker, tcp, move |req| {
             let observe = observe.clone();
-            async move { Ok::<_, Infallible>(observe.handle(req.method(), req.uri().path()).await) }
-        });
-        tracker.spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            async move { observe.handle(req.method(), req.uri().path()).await }
         });
     }
 }
