@@ -92,6 +92,7 @@ impl AgentHandle {
             &cfg.quic,
             policy.clone(),
             geo.clone(),
+            &cfg.catalogue(),
             // Gateway connections outlive the listeners: they close only
             // after in-flight requests have drained.
             links_stop.clone(),
@@ -99,7 +100,7 @@ impl AgentHandle {
         .map_err(StartError::Quic)?;
         let router = Router::new(
             cfg.default_region.clone(),
-            cfg.india_regions.clone(),
+            cfg.india_regions(),
             cfg.gateways.iter().map(|g| g.region.clone()).collect(),
         );
         let listener = TcpListener::bind(cfg.listen)
@@ -115,6 +116,7 @@ impl AgentHandle {
         let ingress = Arc::new(Ingress {
             pool: pool.clone(),
             router,
+            catalogue: cfg.catalogue(),
             classifier: crate::classify::Classifier::new(),
             unscannable_tier: cfg.unscannable_tier,
             policy: policy.clone(),
@@ -181,6 +183,11 @@ impl AgentHandle {
             shutdown,
             tracker,
         })
+    }
+
+    /// The admin socket (`policy push --agent`, audit export, status).
+    pub fn admin_socket(&self) -> &std::path::Path {
+        &self.config.admin_socket
     }
 
     /// The bound HTTP address.

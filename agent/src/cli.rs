@@ -414,14 +414,24 @@ pub fn run(cli: Cli) -> ExitCode {
                 let mut usec = 0;
                 if sd_notify::watchdog_enabled(false, &mut usec) {
                     let every = Duration::from_micros(usec / 2);
+                    let prober = gw.prober();
                     tokio::spawn(async move {
                         loop {
                             tokio::time::sleep(every).await;
-                            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                            // Fed only while a new connection gets an answer.
+                            if prober.alive().await {
+                                let _ =
+                                    sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                            } else {
+                                tracing::warn!(
+                                    "gateway did not answer its own probe; not feeding the watchdog"
+                                );
+                            }
                         }
                     });
                 }
                 wait_for_signal().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                 tracing::info!("draining");
                 gw.shutdown(DRAIN_GRACE).await;
                 ExitCode::SUCCESS

@@ -9,6 +9,7 @@ use residency_proto::RegionId;
 use serde::Deserialize;
 
 use crate::policy::active::PolicyConfig;
+use crate::route::catalogue::{Catalogue, RegionEntry};
 use crate::transport::tls::TlsFiles;
 use crate::transport::QuicLimits;
 
@@ -31,9 +32,13 @@ pub struct AgentConfig {
     /// audio, files). Fail closed: `restricted` unless you know better.
     #[serde(default = "default_unscannable_tier")]
     pub unscannable_tier: residency_proto::Tier,
-    /// Regions that restricted and confidential requests may use.
-    #[serde(default = "default_india_regions")]
-    pub india_regions: Vec<RegionId>,
+    /// Regions that restricted and confidential requests may use under the
+    /// built-in rule; default: every known region in India.
+    #[serde(default)]
+    pub india_regions: Option<Vec<RegionId>>,
+    /// Regions this site adds to the built-in catalogue.
+    #[serde(rename = "region", default)]
+    pub regions: Vec<RegionEntry>,
     /// The agent's identity and the fleet CA.
     pub tls: TlsFiles,
     /// The gateways to keep connections to.
@@ -141,6 +146,39 @@ pub struct GatewayConfig {
     /// Signed policy that this gateway accepts and hands out to agents.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// The gateway's own check of each request, whatever the agent decided.
+    #[serde(default)]
+    pub recheck: RecheckConfig,
+    /// Jurisdiction of `region` when it is not in the built-in catalogue
+    /// (a private data centre, a newer provider region), e.g. `IN`.
+    #[serde(default)]
+    pub jurisdiction: Option<String>,
+    /// Nearest city of `region` when it is not in the built-in catalogue.
+    #[serde(default)]
+    pub city: Option<String>,
+}
+
+/// `[recheck]` in gateway.toml: defence in depth against an agent that
+/// classified or routed wrongly.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecheckConfig {
+    /// Scan each request body with the agents' classifier and judge the
+    /// request by the higher of the two tiers.
+    pub classify: bool,
+    /// The most sensitive tier this gateway forwards. Default: `restricted`
+    /// for a region in India, `confidential` anywhere else, so restricted
+    /// data is refused abroad even if an agent's policy would send it.
+    pub max_tier: Option<residency_proto::Tier>,
+}
+
+impl Default for RecheckConfig {
+    fn default() -> Self {
+        RecheckConfig {
+            classify: true,
+            max_tier: None,
+        }
+    }
 }
 
 /// Where a gateway forwards requests.
@@ -232,14 +270,6 @@ fn default_unscannable_tier() -> residency_proto::Tier {
 
 fn default_upstream_timeout() -> u64 {
     600
-}
-
-fn default_india_regions() -> Vec<RegionId> {
-    residency_proto::region::CATALOGUE
-        .iter()
-        .filter(|r| r.jurisdiction == residency_proto::Jurisdiction::IN)
-        .filter_map(|r| RegionId::new(r.id).ok())
-        .collect()
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -377,15 +407,56 @@ impl AgentConfig {
             field: "geo".into(),
             reason: e.to_string(),
         })?;
+        let catalogue = self.catalogue_checked(path)?;
         for (i, gw) in self.gateways.iter().enumerate() {
-            if gw.region.catalogue_entry().is_none() {
+            if !catalogue.contains(&gw.region) {
                 return Err(invalid(
                     &format!("gateway[{i}].region"),
-                    format!("{} is not in the region catalogue", gw.region),
+                    format!(
+                        "{} is not in the region catalogue; define it with a [[region]] entry",
+                        gw.region
+                    ),
+                ));
+            }
+        }
+        for (i, r) in self.india_regions.iter().flatten().enumerate() {
+            if catalogue.jurisdiction(r) != Some(residency_proto::Jurisdiction::IN) {
+                return Err(invalid(
+                    &format!("india_regions[{i}]"),
+                    format!("{r} is not a region in India"),
                 ));
             }
         }
         Ok(())
+    }
+
+    fn catalogue_checked(&self, path: &Path) -> Result<Catalogue, ConfigError> {
+        Catalogue::new(&self.regions).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: format!("region[{}].{}", e.index, e.field),
+            reason: e.reason,
+        })
+    }
+
+    /// The built-in region catalogue extended by this file's `[[region]]`s.
+    pub fn catalogue(&self) -> Catalogue {
+        // validate() has checked the entries.
+        Catalogue::new(&self.regions).unwrap_or_default()
+    }
+
+    /// The regions the built-in rule lets restricted and confidential
+    /// requests use: as configured, else every known region in India.
+    pub fn india_regions(&self) -> Vec<RegionId> {
+        if let Some(r) = &self.india_regions {
+            return r.clone();
+        }
+        let catalogue = self.catalogue();
+        residency_proto::region::CATALOGUE
+            .iter()
+            .filter_map(|r| RegionId::new(r.id).ok())
+            .chain(self.regions.iter().map(|r| r.id.clone()))
+            .filter(|r| catalogue.jurisdiction(r) == Some(residency_proto::Jurisdiction::IN))
+            .collect()
     }
 }
 
@@ -456,7 +527,59 @@ impl GatewayConfig {
         self.quic
             .validate("quic")
             .map_err(|reason| invalid("quic", reason))?;
+        match (self.region.catalogue_entry(), &self.jurisdiction) {
+            (None, None) => {
+                return Err(invalid(
+                    "jurisdiction",
+                    format!(
+                        "{} is not in the built-in region catalogue; say where it is with jurisdiction = \"IN\" (and city)",
+                        self.region
+                    ),
+                ))
+            }
+            (Some(known), Some(j)) if known.jurisdiction.as_str() != j => {
+                return Err(invalid(
+                    "jurisdiction",
+                    format!(
+                        "{} is built in with jurisdiction {}, not {j:?}",
+                        self.region, known.jurisdiction
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        self.catalogue_checked()
+            .map_err(|e| invalid("jurisdiction", e.reason))?;
         Ok(())
+    }
+
+    fn catalogue_checked(&self) -> Result<Catalogue, crate::route::catalogue::CatalogueError> {
+        if self.region.catalogue_entry().is_some() {
+            return Ok(Catalogue::default());
+        }
+        Catalogue::new(&[RegionEntry {
+            id: self.region.clone(),
+            jurisdiction: self.jurisdiction.clone().unwrap_or_default(),
+            city: self.city.clone().unwrap_or_default(),
+        }])
+    }
+
+    /// The built-in region catalogue, plus this gateway's region when it is
+    /// not built in.
+    pub fn catalogue(&self) -> Catalogue {
+        self.catalogue_checked().unwrap_or_default()
+    }
+
+    /// The most sensitive tier this gateway forwards: `[recheck] max_tier`,
+    /// else `restricted` in India and `confidential` elsewhere.
+    pub fn max_tier(&self) -> residency_proto::Tier {
+        use residency_proto::{Jurisdiction, Tier};
+        self.recheck
+            .max_tier
+            .unwrap_or(match self.catalogue().jurisdiction(&self.region) {
+                Some(Jurisdiction::IN) => Tier::Restricted,
+                _ => Tier::Confidential,
+            })
     }
 
     /// The provider API key, from the file or the environment.
@@ -493,7 +616,7 @@ address = "127.0.0.1:4433"
         assert_eq!(cfg.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(cfg.gateways[0].tls_server_name(), "127.0.0.1");
         assert!(cfg
-            .india_regions
+            .india_regions()
             .contains(&RegionId::new("aws:ap-south-2").unwrap()));
     }
 

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use residency_proto::{
-    Codec, ErrorCode, ErrorFrame, Frame, Hello, RegionId, RequestHead, ResponseHead, Role,
+    Codec, ErrorCode, ErrorFrame, Frame, Hello, RegionId, RequestHead, ResponseHead, Role, Tier,
     PROTOCOL_VERSION,
 };
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,64 @@ pub struct GatewayHandle {
     endpoint: quinn::Endpoint,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    prober: Prober,
+}
+
+/// Checks that a gateway's request path answers, as a peer would: a fresh
+/// QUIC connection to its listener, mutual TLS with the gateway's own
+/// certificate, a stream carrying `Ping`, its `Pong`. Feeds the systemd
+/// watchdog. Cheap to clone.
+#[derive(Clone)]
+pub struct Prober {
+    addr: SocketAddr,
+    client: quinn::ClientConfig,
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober").field("addr", &self.addr).finish()
+    }
+}
+
+impl Prober {
+    /// Whether the gateway answered a ping on a new connection within a second.
+    pub async fn alive(&self) -> bool {
+        let bind: SocketAddr = if self.addr.is_ipv6() {
+            (std::net::Ipv6Addr::LOCALHOST, 0).into()
+        } else {
+            (std::net::Ipv4Addr::LOCALHOST, 0).into()
+        };
+        let Ok(endpoint) = quinn::Endpoint::client(bind) else {
+            return false;
+        };
+        let codec = Codec::default();
+        let probe = async {
+            let conn = endpoint
+                .connect_with(self.client.clone(), self.addr, "localhost")
+                .ok()?
+                .await
+                .ok()?;
+            let (send, mut recv) = conn.open_bi().await.ok()?;
+            let mut send = GuardedSend::new(send);
+            let nonce = u64::from(std::process::id());
+            write_frame(send.stream()?, &codec, &Frame::Ping { nonce })
+                .await
+                .ok()?;
+            send.finish();
+            let answered = matches!(
+                read_frame(&mut recv, &codec).await,
+                Ok(Some((Frame::Pong { nonce: n }, _))) if n == nonce
+            );
+            conn.close(0u32.into(), b"probe done");
+            Some(answered)
+        };
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(1), probe).await,
+            Ok(Some(true))
+        );
+        endpoint.close(0u32.into(), b"probe done");
+        ok
+    }
 }
 
 /// Why a gateway could not start.
@@ -70,6 +128,10 @@ struct State {
     upstream: Upstream,
     codec: Codec,
     max_body: usize,
+    /// The agents' classifier, when `[recheck] classify` is on.
+    classifier: Option<crate::classify::Classifier>,
+    /// The most sensitive tier forwarded.
+    max_tier: Tier,
 }
 
 impl GatewayHandle {
@@ -85,6 +147,9 @@ impl GatewayHandle {
         }
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls.server_config()?)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
+        let probe_crypto =
+            quinn::crypto::rustls::QuicClientConfig::try_from(tls.self_probe_config()?)
+                .map_err(|e| TlsError::Quic(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(cfg.quic.transport_config());
         server.migration(true);
@@ -108,6 +173,8 @@ impl GatewayHandle {
             upstream,
             codec: cfg.quic.codec(),
             max_body: cfg.upstream.max_body_bytes,
+            classifier: cfg.recheck.classify.then(crate::classify::Classifier::new),
+            max_tier: cfg.max_tier(),
         });
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -117,8 +184,23 @@ impl GatewayHandle {
             shutdown.clone(),
             tracker.clone(),
         ));
-        info!(region = %cfg.region, listen = %local_addr, "gateway listening");
+        info!(region = %cfg.region, listen = %local_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
+        let probe_addr = match local_addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local_addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local_addr.port()))
+            }
+            _ => local_addr,
+        };
+        let mut probe_client = quinn::ClientConfig::new(Arc::new(probe_crypto));
+        probe_client.transport_config(cfg.quic.transport_config());
         Ok(GatewayHandle {
+            prober: Prober {
+                addr: probe_addr,
+                client: probe_client,
+            },
             local_addr,
             policy,
             region: cfg.region,
@@ -131,6 +213,11 @@ impl GatewayHandle {
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A liveness check of the request path, usable after the handle is gone.
+    pub fn prober(&self) -> Prober {
+        self.prober.clone()
     }
 
     /// The policy this gateway holds and hands out.
@@ -197,16 +284,22 @@ async fn serve_connection(
     tracker: TaskTracker,
 ) {
     let ids = Identity::of_peer(&conn);
+    let own = Identity::Gateway(state.region.clone());
     let Some(peer) = ids
         .iter()
-        .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)))
+        .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)) || **i == own)
         .cloned()
     else {
         warn!(remote = %conn.remote_address(), "peer certificate names no agent or admin identity");
         conn.close(3u32.into(), b"certificate names no agent identity");
         return;
     };
-    info!(peer = %peer, remote = %conn.remote_address(), "agent connected");
+    let probe = peer == own;
+    if probe {
+        debug!(remote = %conn.remote_address(), "liveness probe connected");
+    } else {
+        info!(peer = %peer, remote = %conn.remote_address(), "agent connected");
+    }
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -218,7 +311,9 @@ async fn serve_connection(
                 tracker.spawn(serve_stream(send, recv, state, peer.clone()));
             }
             Err(e) => {
-                info!(peer = %peer, reason = %e, "agent disconnected");
+                if !probe {
+                    info!(peer = %peer, reason = %e, "agent disconnected");
+                }
                 return;
             }
         }
@@ -241,6 +336,29 @@ async fn serve_stream(
             return;
         }
     };
+    if let Frame::Ping { nonce } = frame {
+        let mut send = send;
+        if let Some(s) = send.stream() {
+            if write_frame(s, &state.codec, &Frame::Pong { nonce })
+                .await
+                .is_ok()
+            {
+                send.finish();
+            }
+        }
+        return;
+    }
+    if matches!(peer, Identity::Gateway(_)) {
+        // The gateway's own certificate is good for liveness probes only.
+        refuse(
+            send,
+            &state.codec,
+            ErrorCode::BadRequest,
+            "a gateway identity may only probe".into(),
+        )
+        .await;
+        return;
+    }
     match frame {
         Frame::Hello(_) => control(send, FrameStream::new(recv, state.codec, rest), &state).await,
         Frame::RequestHead(head) => forward(send, recv, rest, head, &state).await,
@@ -371,6 +489,39 @@ async fn refuse(mut send: GuardedSend, codec: &Codec, code: ErrorCode, message: 
     }
 }
 
+/// The gateway's own judgement of a request, whatever the agent decided: the
+/// body is scanned again and the higher of the two tiers must not exceed what
+/// this gateway may forward. Content that cannot be scanned is judged by the
+/// agent's tier alone (its policy's `unscannable_tier`). The refusal message
+/// names entity types and counts, never values.
+fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), String> {
+    let id = head.request_id.as_str();
+    let claimed = head.route.tier;
+    let seen = state
+        .classifier
+        .as_ref()
+        .map(|c| c.scan_request(body, Tier::Public));
+    let seen_tier = seen.as_ref().map_or(Tier::Public, |s| s.tier);
+    let summary = seen.as_ref().map(|s| s.summary()).unwrap_or_default();
+    if seen_tier > claimed {
+        warn!(request_id = id, claimed = %claimed, seen = %seen_tier, entities = %summary, "the agent classified this request lower than the gateway does");
+    }
+    let tier = claimed.max(seen_tier);
+    if tier > state.max_tier {
+        warn!(request_id = id, tier = %tier, max_tier = %state.max_tier, entities = %summary, region = %state.region, "request above this gateway's tier refused");
+        let what = if summary.is_empty() {
+            String::new()
+        } else {
+            format!(" ({summary})")
+        };
+        return Err(format!(
+            "the gateway for {} forwards at most {} data; this request is {tier}{what}",
+            state.region, state.max_tier
+        ));
+    }
+    Ok(())
+}
+
 async fn forward(
     mut send: GuardedSend,
     mut recv: quinn::RecvStream,
@@ -408,6 +559,10 @@ async fn forward(
             return;
         }
     };
+    if let Err(msg) = recheck(state, &head, &body) {
+        refuse(send, &state.codec, ErrorCode::PolicyDenied, msg).await;
+        return;
+    }
     let sent = tokio::select! {
         r = state.upstream.send(&head.method, &head.path, &head.headers, body) => r,
         _ = &mut stopped => {

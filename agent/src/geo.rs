@@ -51,6 +51,10 @@ pub struct GeoConfig {
     pub sites: Vec<SiteEntry>,
     /// Whether a gateway's address must geolocate to its region's jurisdiction.
     pub gateway_attestation: AttestationMode,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` names the real client.
+    /// From any other peer the header is ignored, so a client cannot choose
+    /// its own location.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// One `[[geo.site]]`: a named set of client ranges in one country.
@@ -87,6 +91,7 @@ pub struct Geo {
     sites: SiteMap,
     db: Option<GeoIpDb>,
     attestation: AttestationMode,
+    proxies: Vec<ipnet::IpNet>,
 }
 
 /// Why the `[geo]` section cannot be used.
@@ -136,7 +141,20 @@ impl GeoConfig {
     }
 
     /// [`GeoConfig::validate`], keeping what it parsed.
+    fn proxies(&self) -> Result<Vec<ipnet::IpNet>, GeoError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                site::parse_cidr(text).map_err(|reason| {
+                    GeoError::invalid(format!("geo.trusted_proxies[{i}]"), reason)
+                })
+            })
+            .collect()
+    }
+
     fn check(&self) -> Result<(Option<Jurisdiction>, SiteMap), GeoError> {
+        self.proxies()?;
         let site_country = self.site_country()?;
         if let Some(path) = &self.geoip_database {
             if path.as_os_str().is_empty() {
@@ -190,6 +208,7 @@ impl Geo {
             sites,
             db,
             attestation: cfg.gateway_attestation,
+            proxies: cfg.proxies()?,
         })
     }
 
@@ -200,7 +219,39 @@ impl Geo {
             sites: SiteMap::default(),
             db: None,
             attestation: AttestationMode::Off,
+            proxies: Vec::new(),
         }
+    }
+
+    /// The client behind a connection: the peer itself, unless the peer is a
+    /// trusted proxy, in which case the right-most `X-Forwarded-For` address
+    /// that is not itself a trusted proxy (the left part of the header is
+    /// whatever the client wrote, so it is never believed). A header that does
+    /// not parse leaves the peer as the client.
+    pub fn client_addr<'h>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl Iterator<Item = &'h str>,
+    ) -> IpAddr {
+        let trusted = |ip: IpAddr| {
+            let ip = addr::canonical(ip);
+            self.proxies.iter().any(|n| n.contains(&ip))
+        };
+        if !trusted(peer) {
+            return peer;
+        }
+        let hops: Vec<&str> = forwarded_for.flat_map(|v| v.split(',')).collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                return peer;
+            };
+            client = ip;
+            if !trusted(ip) {
+                break;
+            }
+        }
+        client
     }
 
     /// The data subject's country, in DESIGN order: the trusted header
@@ -320,6 +371,7 @@ mod tests {
                 site("nat-egress", &["8.8.8.0/28"], "IN"),
             ],
             gateway_attestation: AttestationMode::Enforce,
+            trusted_proxies: Vec::new(),
         };
         Geo::load(&cfg).unwrap()
     }
@@ -651,5 +703,36 @@ mod tests {
     fn geo_is_shareable_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Geo>();
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let geo = Geo::load(&GeoConfig {
+            trusted_proxies: vec!["10.0.0.5/32".into(), "10.0.1.0/24".into()],
+            ..GeoConfig::default()
+        })
+        .unwrap();
+        let at = |peer: &str, xff: &[&str]| {
+            geo.client_addr(peer.parse().unwrap(), xff.iter().copied())
+                .to_string()
+        };
+        // Not a proxy: the header is whatever the client wrote.
+        assert_eq!(at("10.0.0.9", &["8.8.8.8"]), "10.0.0.9");
+        // The proxy's word, right-most first, skipping trusted hops.
+        assert_eq!(at("10.0.0.5", &["8.8.8.8"]), "8.8.8.8");
+        assert_eq!(at("10.0.0.5", &["49.36.1.1, 8.8.8.8"]), "8.8.8.8");
+        assert_eq!(at("10.0.0.5", &["8.8.8.8, 10.0.1.7"]), "8.8.8.8");
+        assert_eq!(at("10.0.0.5", &["49.36.1.1", "8.8.8.8"]), "8.8.8.8");
+        assert_eq!(at("::ffff:10.0.0.5", &["2401:4900::1"]), "2401:4900::1");
+        // No header, or one that does not parse: the proxy itself.
+        assert_eq!(at("10.0.0.5", &[]), "10.0.0.5");
+        assert_eq!(at("10.0.0.5", &["8.8.8.8, unknown"]), "10.0.0.5");
+        let e = Geo::load(&GeoConfig {
+            trusted_proxies: vec!["proxy".into()],
+            ..GeoConfig::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("geo.trusted_proxies[0]"), "{e}");
     }
 }

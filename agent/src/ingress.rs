@@ -62,6 +62,7 @@ pub struct BodyError(pub String);
 pub struct Ingress {
     pub(crate) pool: Arc<GatewayPool>,
     pub(crate) router: Router,
+    pub(crate) catalogue: crate::route::catalogue::Catalogue,
     pub(crate) classifier: Classifier,
     pub(crate) unscannable_tier: Tier,
     pub(crate) policy: Arc<PolicyState>,
@@ -159,6 +160,17 @@ pub async fn handle(
         // not a model request, so not audited.
         return ApiError::healthy();
     }
+    // Behind a trusted reverse proxy, the client is who the proxy says.
+    let peer = SocketAddr::new(
+        ingress.geo.client_addr(
+            peer.ip(),
+            req.headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        ),
+        peer.port(),
+    );
     let request_id = new_request_id();
     let started = Instant::now();
     let method = req.method().clone();
@@ -326,7 +338,7 @@ async fn process(
         policy
             .as_ref()
             .and_then(|p| p.policy.jurisdiction_of(r))
-            .or_else(|| r.catalogue_entry().map(|c| c.jurisdiction))
+            .or_else(|| ingress.catalogue.jurisdiction(r))
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let pin_key = crate::route::pin::Pins::key(
@@ -393,11 +405,7 @@ async fn process(
         let regions: Vec<&str> = choice.allowed.iter().map(|r| r.as_str()).collect();
         let mut jurisdictions: Vec<String> = Vec::new();
         for r in &choice.allowed {
-            let j = policy
-                .as_ref()
-                .and_then(|p| p.policy.jurisdiction_of(r))
-                .or_else(|| r.catalogue_entry().map(|c| c.jurisdiction))
-                .map_or_else(|| "unknown".to_owned(), |j| j.to_string());
+            let j = jurisdiction_of(r).map_or_else(|| "unknown".to_owned(), |j| j.to_string());
             if !jurisdictions.contains(&j) {
                 jurisdictions.push(j);
             }
@@ -687,7 +695,10 @@ fn decide(
         Decision::Deny { reason } => Err(ApiError::policy_denied(&eval.rule, &reason)),
         Decision::Allow(set) => Ok((
             RouteChoice {
-                allowed: p.ordered(&set, &ingress.router.candidates()),
+                allowed: set.ordered(&ingress.router.candidates(), |r| {
+                    p.jurisdiction_of(r)
+                        .or_else(|| ingress.catalogue.jurisdiction(r))
+                }),
                 rule: eval.rule,
             },
             eval.effective_tier,

@@ -4,6 +4,7 @@
 //! and `confidential` requests go only to India regions, everything else to
 //! the configured default region first and then anywhere.
 
+pub mod catalogue;
 pub mod pin;
 
 use residency_proto::{RegionId, Tier};

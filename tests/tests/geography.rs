@@ -219,3 +219,209 @@ async fn enforce_mode_never_uses_a_gateway_whose_address_locates_abroad() {
     }
     assert!(providers[0].received().is_empty());
 }
+
+#[tokio::test]
+async fn geoip_decides_for_public_clients_behind_a_trusted_proxy() {
+    // The branch's reverse proxy on loopback forwards for public clients; the
+    // GeoIP fixture puts 49.36.0.0/14 in India and 8.8.8.0/24 in the US.
+    let db = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../agent/tests/fixtures/geoip-test.mmdb"
+    ));
+    let (fleet, _k) = fleet_with_geo(
+        "sk-crm",
+        &format!(
+            "[geo]\ngeoip_database = \"{}\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+            db.display()
+        ),
+    )
+    .await;
+    let url = format!("{}/chat/completions", fleet.base());
+    let body = chat("hello", false);
+    let a = send_with("POST", &url, &body, &[("x-forwarded-for", "49.36.1.1")]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-rule"), "rest-anywhere");
+    let a = send_with("POST", &url, &body, &[("x-forwarded-for", "8.8.8.8")]).await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    assert!(a.body.contains("no-us-subjects"), "{}", a.body);
+    // What the client wrote left of the proxy's own entry is not believed.
+    let a = send_with(
+        "POST",
+        &url,
+        &body,
+        &[("x-forwarded-for", "49.36.1.1, 8.8.8.8")],
+    )
+    .await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    // The audit log records GeoIP as the source of the country.
+    let export = residency_agent::admin::agent_request_raw(
+        fleet.agent.admin_socket(),
+        "/v1/admin/audit/export",
+    )
+    .await
+    .unwrap();
+    let records: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sources: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["subject_country"].as_str().unwrap_or(""),
+                r["country_source"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        vec![("IN", "geoip"), ("US", "geoip"), ("US", "geoip")]
+    );
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let db = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../agent/tests/fixtures/geoip-test.mmdb"
+    ));
+    let (fleet, _k) = fleet_with_geo(
+        "sk-crm",
+        &format!(
+            "[geo]\ngeoip_database = \"{}\"\nsite_country = \"IN\"\n",
+            db.display()
+        ),
+    )
+    .await;
+    let url = format!("{}/chat/completions", fleet.base());
+    // No trusted proxies: a client claiming to be in the US is the loopback
+    // client it is, in the agent's site country.
+    let a = send_with(
+        "POST",
+        &url,
+        &chat("hello", false),
+        &[("x-forwarded-for", "8.8.8.8")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+async fn fleet_with_geo(key: &str, geo: &str) -> (Fleet, tempfile::TempDir) {
+    use residency_agent::policy::sign::{generate_keypair, sign};
+    let keydir = tempfile::tempdir().unwrap();
+    let (secret, public) = generate_keypair().unwrap();
+    let pubfile = keydir.path().join("p.pub");
+    std::fs::write(&pubfile, public.to_pem()).unwrap();
+    let bundle = sign(&policy(key), 1, 1, &secret).unwrap().encode();
+    let fleet = Fleet::start(FleetOptions {
+        agent_extra: format!(
+            "{geo}[policy]\ntrusted_keys = [\"{}\"]\n",
+            pubfile.display()
+        ),
+        ..FleetOptions::default()
+    })
+    .await;
+    fleet.agent.policy().install(&bundle).unwrap();
+    (fleet, keydir)
+}
+
+#[tokio::test]
+async fn a_region_defined_in_the_config_serves_india_only_data() {
+    // A private data centre in Navi Mumbai, not in the built-in catalogue,
+    // defined by the agent's and the gateway's config.
+    let dir = tempfile::tempdir().unwrap();
+    let dc = RegionId::new("yotta:navi-mumbai").unwrap();
+    let us = RegionId::new("aws:us-east-1").unwrap();
+    keys::generate(
+        &dir.path().join("certs"),
+        &keys::KeysSpec {
+            regions: vec![dc.clone(), us.clone()],
+            agent_name: "test-branch".into(),
+            extra_names: vec![],
+        },
+    )
+    .unwrap();
+    let mut blocks = String::new();
+    let mut providers = Vec::new();
+    let mut gateways = Vec::new();
+    for region in [&dc, &us] {
+        let p = MockProvider::start("127.0.0.1:0".parse().unwrap(), MockOptions::default())
+            .await
+            .unwrap();
+        let path = write_gateway_config(
+            dir.path(),
+            region.as_str(),
+            &p.base_url(),
+            "127.0.0.1:0",
+            &keys::gateway_stem(region),
+        );
+        if region == &dc {
+            // Without saying where it is, the gateway refuses to start.
+            let e = GatewayConfig::load(&path).unwrap_err().to_string();
+            assert!(e.contains("jurisdiction"), "{e}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                &path,
+                format!("jurisdiction = \"IN\"\ncity = \"Navi Mumbai\"\n{text}"),
+            )
+            .unwrap();
+        }
+        let gw = GatewayHandle::start(GatewayConfig::load(&path).unwrap())
+            .await
+            .unwrap();
+        blocks.push_str(&gateway_block(region.as_str(), gw.local_addr()));
+        providers.push(p);
+        gateways.push(gw);
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let (secret, public) = residency_agent::policy::sign::generate_keypair().unwrap();
+    let pubfile = keydir.path().join("p.pub");
+    std::fs::write(&pubfile, public.to_pem()).unwrap();
+    let path = dir.path().join("agent.toml");
+    let region_block =
+        "[[region]]\nid = \"yotta:navi-mumbai\"\njurisdiction = \"IN\"\ncity = \"Navi Mumbai\"\n";
+    // Unknown to the agent without its [[region]] entry.
+    std::fs::write(&path, agent_config_text("aws:us-east-1", &blocks, "")).unwrap();
+    let e = AgentConfig::load(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("gateway[0].region") && e.contains("[[region]]"),
+        "{e}"
+    );
+    std::fs::write(
+        &path,
+        agent_config_text(
+            "aws:us-east-1",
+            &format!("{region_block}{blocks}"),
+            &format!(
+                "[policy]\ntrusted_keys = [\"{}\"]\nbuiltin_baseline = true\n",
+                pubfile.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(agent.wait_connected(Duration::from_secs(10)).await);
+    let url = format!("{}/chat/completions", agent.base_url());
+    let aadhaar = chat("Aadhaar 2345 6789 0124", false);
+    // The built-in baseline counts the config's Indian region as India...
+    let a = send("POST", &url, &aadhaar).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), "yotta:navi-mumbai");
+    // ...and so does a signed policy that allows only the IN jurisdiction.
+    let policy = "name = \"india-only\"\n[[rule]]\nname = \"restricted-in-india\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.allow]\njurisdictions = [\"IN\"]\n[[rule]]\nname = \"rest-anywhere\"\n[rule.allow]\njurisdictions = [\"*\"]\n";
+    let bundle = residency_agent::policy::sign::sign(policy, 1, 1, &secret)
+        .unwrap()
+        .encode();
+    agent.policy().install(&bundle).unwrap();
+    let a = send("POST", &url, &aadhaar).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-rule"), "restricted-in-india");
+    assert_eq!(a.header("x-residency-region"), "yotta:navi-mumbai");
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+    assert_eq!(providers[0].received().len(), 2);
+    assert_eq!(providers[1].received().len(), 1);
+    agent.shutdown(Duration::from_secs(1)).await;
+}

@@ -192,3 +192,75 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"outcome\":\"complete\""));
 }
+
+#[tokio::test]
+async fn the_gateway_feeds_the_watchdog_only_while_its_request_path_answers() {
+    // In process: the probe is a real QUIC + mTLS round trip to the listener.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let mut fleet = fleet;
+    let gw = fleet.gateways[0].take().unwrap();
+    let prober = gw.prober();
+    assert!(prober.alive().await, "a running gateway answers its probe");
+    // The agents' request path still works alongside the probes.
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", fleet.base()),
+        &chat("hello", false),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    gw.abort();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!prober.alive().await, "a closed gateway does not");
+
+    // The real process under a systemd-like watchdog: READY=1, then WATCHDOG=1.
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let stem = residency_agent::keys::gateway_stem(
+        &residency_proto::RegionId::new("aws:ap-south-1").unwrap(),
+    );
+    let cfg = write_gateway_config(
+        dir.path(),
+        "aws:ap-south-1",
+        "http://127.0.0.1:9/v1",
+        "127.0.0.1:0",
+        &stem,
+    );
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // WATCHDOG_PID must be the gateway's own pid, as systemd sets it.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("WATCHDOG_PID=$$ exec \"$0\" \"$@\"")
+        .arg(agent_bin())
+        .args(["gateway", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = Proc(child);
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2) {
+        let n = notify
+            .recv(&mut buf)
+            .expect("READY=1 and WATCHDOG=1 from the gateway");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    signal(&child, "-TERM");
+    let mut rest = String::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if rest.contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
+}

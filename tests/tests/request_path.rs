@@ -480,3 +480,144 @@ async fn provider_unreachable_is_502() {
     assert_eq!(a.json()["error"]["code"], "upstream_unavailable");
     assert!(!a.header("x-residency-request-id").is_empty());
 }
+
+/// Opens a stream on the agent's connection to `region`'s gateway and sends a
+/// hand-made request head claiming `tier`, then `body`; returns the first
+/// frame the gateway answers with.
+async fn raw_request(
+    fleet: &Fleet,
+    region: &str,
+    tier: residency_proto::Tier,
+    body: &str,
+) -> residency_proto::Frame {
+    let region = RegionId::new(region).unwrap();
+    let link = fleet.agent.pool().connection_for(&region).unwrap();
+    let (send, mut recv) = link.1.open_bi().await.unwrap();
+    let mut send = residency_agent::transport::GuardedSend::new(send);
+    let codec = residency_proto::Codec::default();
+    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
+        request_id: "req_recheck".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![],
+        route: residency_proto::RouteFacts {
+            region,
+            tier,
+            policy_version: None,
+        },
+    });
+    send.write_all(&codec.encode_to_vec(&head).unwrap())
+        .await
+        .unwrap();
+    send.write_all(body.as_bytes()).await.unwrap();
+    send.finish();
+    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
+        .await
+        .unwrap()
+        .unwrap();
+    frame
+}
+
+#[tokio::test]
+async fn gateway_abroad_rescans_and_refuses_restricted_data_whatever_the_agent_claims() {
+    // Defence in depth: an agent that calls an Aadhaar request "public" and
+    // sends it to N. Virginia is refused there; the provider never sees it.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let lie = chat("Customer Aadhaar 2345 6789 0124", false);
+    match raw_request(&fleet, "aws:us-east-1", residency_proto::Tier::Public, &lie).await {
+        residency_proto::Frame::Error(e) => {
+            assert_eq!(e.code, residency_proto::ErrorCode::PolicyDenied);
+            assert!(e.message.contains("aadhaar:1"), "{}", e.message);
+            assert!(!e.message.contains("2345"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A request the agent itself marks restricted is refused the same way.
+    let plain = chat("hello", false);
+    match raw_request(
+        &fleet,
+        "aws:us-east-1",
+        residency_proto::Tier::Restricted,
+        &plain,
+    )
+    .await
+    {
+        residency_proto::Frame::Error(e) => {
+            assert_eq!(e.code, residency_proto::ErrorCode::PolicyDenied)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(fleet.provider("aws:us-east-1").received().is_empty());
+    // Public data abroad, and restricted data in India, are forwarded.
+    match raw_request(
+        &fleet,
+        "aws:us-east-1",
+        residency_proto::Tier::Public,
+        &plain,
+    )
+    .await
+    {
+        residency_proto::Frame::ResponseHead(h) => assert_eq!(h.status, 200),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    match raw_request(
+        &fleet,
+        "aws:ap-south-1",
+        residency_proto::Tier::Public,
+        &lie,
+    )
+    .await
+    {
+        residency_proto::Frame::ResponseHead(h) => assert_eq!(h.status, 200),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    assert_eq!(fleet.provider("aws:us-east-1").received().len(), 1);
+    assert_eq!(fleet.provider("aws:ap-south-1").received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_policy_that_sends_aadhaar_abroad_is_stopped_at_the_gateway() {
+    use residency_agent::policy::sign::{generate_keypair, sign};
+    let keydir = tempfile::tempdir().unwrap();
+    let (secret, public) = generate_keypair().unwrap();
+    let pubfile = keydir.path().join("p.pub");
+    std::fs::write(&pubfile, public.to_pem()).unwrap();
+    let fleet = Fleet::start(FleetOptions {
+        agent_extra: format!("[policy]\ntrusted_keys = [\"{}\"]\n", pubfile.display()),
+        ..FleetOptions::default()
+    })
+    .await;
+    // A mistaken policy: everything anywhere, the default region first.
+    let policy = "name = \"mistake\"\n[default.allow]\njurisdictions = [\"*\"]\n";
+    let bundle = sign(policy, 1, 1, &secret).unwrap().encode();
+    fleet.agent.policy().install(&bundle).unwrap();
+    let url = format!("{}/chat/completions", fleet.base());
+    let a = send(
+        "POST",
+        &url,
+        &chat("Customer Aadhaar 2345 6789 0124", false),
+    )
+    .await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "policy_denied", "{}", a.body);
+    assert_eq!(a.header("x-residency-decision"), "deny");
+    assert!(fleet.provider("aws:us-east-1").received().is_empty());
+    // Public traffic under the same policy still flows.
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+}
+
+#[tokio::test]
+async fn a_gateway_configured_for_restricted_data_forwards_it() {
+    let fleet = Fleet::start(FleetOptions {
+        gateway_extra: "[recheck]\nmax_tier = \"restricted\"\n".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let lie = chat("Customer Aadhaar 2345 6789 0124", false);
+    match raw_request(&fleet, "aws:us-east-1", residency_proto::Tier::Public, &lie).await {
+        residency_proto::Frame::ResponseHead(h) => assert_eq!(h.status, 200),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+}

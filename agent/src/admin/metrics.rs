@@ -245,9 +245,8 @@ impl Observe {
         let mut by_j: BTreeMap<String, bool> = BTreeMap::new();
         for l in self.pool.links() {
             let j = l
-                .region
-                .catalogue_entry()
-                .map_or_else(|| "unknown".to_owned(), |r| r.jurisdiction.to_string());
+                .jurisdiction
+                .map_or_else(|| "unknown".to_owned(), |j| j.to_string());
             *by_j.entry(j).or_insert(false) |= l.health() == Health::Healthy;
         }
         for (j, ok) in by_j {

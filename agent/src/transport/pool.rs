@@ -49,6 +49,8 @@ pub struct GatewayPool {
 pub struct GatewayLink {
     /// The region the config says this gateway serves.
     pub region: RegionId,
+    /// That region's jurisdiction, from the catalogue (built in or config).
+    pub jurisdiction: Option<residency_proto::Jurisdiction>,
     /// `host:port` as configured.
     pub address: String,
     /// The name shown in `x-residency-endpoint`.
@@ -208,6 +210,7 @@ impl GatewayPool {
         limits: &QuicLimits,
         policy: Arc<PolicyState>,
         geo: Arc<Geo>,
+        catalogue: &crate::route::catalogue::Catalogue,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
@@ -224,6 +227,7 @@ impl GatewayPool {
             client.transport_config(limits.transport_config());
             let link = Arc::new(GatewayLink {
                 region: gw.region.clone(),
+                jurisdiction: catalogue.jurisdiction(&gw.region),
                 address: gw.address.clone(),
                 name: gw.display_name(),
                 server_name: gw.tls_server_name(),
@@ -396,7 +400,7 @@ fn attest(link: &GatewayLink, addr: SocketAddr, geo: &Geo) -> Result<(), Connect
     if mode == AttestationMode::Off {
         return Ok(());
     }
-    let expected = link.region.catalogue_entry().map(|r| r.jurisdiction);
+    let expected = link.jurisdiction;
     let (found, source) = geo.subject_country(None, Some(addr.ip()));
     let found = match source {
         CountrySource::SiteMap | CountrySource::GeoIp => found,

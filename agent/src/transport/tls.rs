@@ -212,6 +212,30 @@ impl TlsMaterial {
         Ok(cfg)
     }
 
+    /// rustls client config for a process probing its own listener: the
+    /// server must present exactly this side's own certificate, and this side
+    /// authenticates with it too.
+    pub fn self_probe_config(&self) -> Result<rustls::ClientConfig, TlsError> {
+        let provider = provider();
+        let own = self
+            .chain
+            .first()
+            .cloned()
+            .ok_or_else(|| TlsError::Quic("no certificate loaded".into()))?;
+        let verifier = Arc::new(OwnCertVerifier {
+            own,
+            algorithms: provider.signature_verification_algorithms,
+        });
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
+        cfg.alpn_protocols = vec![residency_proto::ALPN.to_vec()];
+        cfg.enable_early_data = false;
+        Ok(cfg)
+    }
+
     /// rustls client config for an operator's tool: any gateway chaining to the
     /// fleet CA.
     pub fn admin_client_config(&self) -> Result<rustls::ClientConfig, TlsError> {
@@ -284,6 +308,54 @@ impl ServerCertVerifier for RegionVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+/// Accepts only one certificate, byte for byte: a process talking to itself.
+#[derive(Debug)]
+struct OwnCertVerifier {
+    own: CertificateDer<'static>,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for OwnCertVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.own.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "the listener presented a certificate other than this process's own".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
     }
 }
 
