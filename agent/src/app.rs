@@ -21,7 +21,13 @@ use crate::transport::tls::{TlsError, TlsMaterial};
 #[derive(Debug)]
 pub struct AgentHandle {
     links_stop: CancellationToken,
-    config: AgentConfig,
+    /// The configuration in force (replaced by a successful reload).
+    config: std::sync::Mutex<AgentConfig>,
+    ingress: Arc<arc_swap::ArcSwap<Ingress>>,
+    geo: Arc<arc_swap::ArcSwap<crate::geo::Geo>>,
+    classifier: Arc<crate::classify::Classifier>,
+    pins: Arc<crate::route::pin::Pins>,
+    metrics: Arc<crate::admin::metrics::Metrics>,
     local_addr: SocketAddr,
     observe_addr: SocketAddr,
     pool: Arc<GatewayPool>,
@@ -68,6 +74,7 @@ impl AgentHandle {
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
+        let geo_swap = Arc::new(arc_swap::ArcSwap::new(geo.clone()));
         let metrics = Arc::new(crate::admin::metrics::Metrics::default());
         let audit_log = crate::audit::AuditLog::open(&crate::audit::audit_dir(&cfg.state_dir))?;
         let (audit, audit_task) = crate::audit::AuditWriter::spawn_with(
@@ -91,18 +98,13 @@ impl AgentHandle {
             &tls,
             &cfg.quic,
             policy.clone(),
-            geo.clone(),
+            geo_swap.clone(),
             &cfg.catalogue(),
             // Gateway connections outlive the listeners: they close only
             // after in-flight requests have drained.
             links_stop.clone(),
         )
         .map_err(StartError::Quic)?;
-        let router = Router::new(
-            cfg.default_region.clone(),
-            cfg.india_regions(),
-            cfg.gateways.iter().map(|g| g.region.clone()).collect(),
-        );
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -113,21 +115,20 @@ impl AgentHandle {
             addr: cfg.listen,
             source,
         })?;
-        let ingress = Arc::new(Ingress {
-            pool: pool.clone(),
-            router,
-            catalogue: cfg.catalogue(),
-            classifier: crate::classify::Classifier::new(),
-            unscannable_tier: cfg.unscannable_tier,
-            policy: policy.clone(),
-            geo: geo.clone(),
-            pins: crate::route::pin::Pins::new(Duration::from_secs(cfg.routing.pin_ttl_secs)),
-            audit: audit.clone(),
-            audit_sync: cfg.audit.durable_before_response,
-            metrics: metrics.clone(),
-            codec: cfg.quic.codec(),
-            max_body: cfg.max_body_bytes,
-        });
+        let classifier = Arc::new(crate::classify::Classifier::new());
+        let pins = Arc::new(crate::route::pin::Pins::new(Duration::from_secs(
+            cfg.routing.pin_ttl_secs,
+        )));
+        let ingress = Arc::new(arc_swap::ArcSwap::from_pointee(Self::ingress_for(
+            &cfg,
+            &pool,
+            &policy,
+            geo,
+            &classifier,
+            &pins,
+            &audit,
+            &metrics,
+        )));
         let tracker = TaskTracker::new();
         let observe_listener = crate::admin::metrics::bind(cfg.observe_listen)
             .await
@@ -166,14 +167,19 @@ impl AgentHandle {
         ));
         tracker.spawn(ingress::serve(
             listener,
-            ingress,
+            ingress.clone(),
             shutdown.clone(),
             tracker.clone(),
         ));
         info!(listen = %local_addr, gateways = cfg.gateways.len(), admin_socket = %cfg.admin_socket.display(), "agent listening");
         Ok(AgentHandle {
             links_stop,
-            config: cfg.clone(),
+            config: std::sync::Mutex::new(cfg.clone()),
+            ingress,
+            geo: geo_swap,
+            classifier,
+            pins,
+            metrics,
             local_addr,
             observe_addr,
             pool,
@@ -186,8 +192,12 @@ impl AgentHandle {
     }
 
     /// The admin socket (`policy push --agent`, audit export, status).
-    pub fn admin_socket(&self) -> &std::path::Path {
-        &self.config.admin_socket
+    pub fn admin_socket(&self) -> std::path::PathBuf {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admin_socket
+            .clone()
     }
 
     /// The bound HTTP address.
@@ -195,37 +205,100 @@ impl AgentHandle {
         self.local_addr
     }
 
+    /// The request-serving state for `cfg`, sharing the long-lived parts.
+    #[allow(clippy::too_many_arguments)] // the shared parts, each distinct
+    fn ingress_for(
+        cfg: &AgentConfig,
+        pool: &Arc<GatewayPool>,
+        policy: &Arc<PolicyState>,
+        geo: Arc<crate::geo::Geo>,
+        classifier: &Arc<crate::classify::Classifier>,
+        pins: &Arc<crate::route::pin::Pins>,
+        audit: &crate::audit::AuditWriter,
+        metrics: &Arc<crate::admin::metrics::Metrics>,
+    ) -> Ingress {
+        Ingress {
+            pool: pool.clone(),
+            router: Router::new(
+                cfg.default_region.clone(),
+                cfg.india_regions(),
+                cfg.gateways.iter().map(|g| g.region.clone()).collect(),
+            ),
+            catalogue: cfg.catalogue(),
+            classifier: classifier.clone(),
+            unscannable_tier: cfg.unscannable_tier,
+            policy: policy.clone(),
+            geo,
+            pins: pins.clone(),
+            audit: audit.clone(),
+            audit_sync: cfg.audit.durable_before_response,
+            metrics: metrics.clone(),
+            codec: cfg.quic.codec(),
+            max_body: cfg.max_body_bytes,
+        }
+    }
+
     /// Applies a changed configuration without dropping connections or
-    /// requests: trusted policy keys and TLS certificates (used for new
-    /// gateway connections) take effect at once. Returns the changed settings
-    /// that need a restart. On error nothing changes.
+    /// requests. Trusted policy keys, TLS certificates, QUIC limits (for new
+    /// connections), gateways (added ones connect, removed ones finish their
+    /// requests first), regions, routing, geography (site map, GeoIP
+    /// database, proxies, attestation for new connections), body limit,
+    /// unscannable tier and audit durability take effect for requests that
+    /// start after the reload; a request already running finishes under the
+    /// configuration it started with. Returns the changed settings that need a
+    /// restart (listeners and state). On error nothing changes.
     pub fn reload(&self, cfg: &AgentConfig) -> Result<Vec<&'static str>, String> {
+        let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
         let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
         let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
             .map_err(|e| e.to_string())?;
-        self.pool.reload_tls(&tls, &cfg.quic)?;
+        let geo = Arc::new(crate::geo::Geo::load(&cfg.geo).map_err(|e| e.to_string())?);
+        // The last fallible step; everything after it only swaps.
+        self.pool
+            .reconfigure(&cfg.gateways, &tls, &cfg.quic, &cfg.catalogue())?;
         self.policy.set_trusted_keys(keys);
-        let old = &self.config;
+        self.geo.store(geo.clone());
+        self.pins
+            .set_ttl(Duration::from_secs(cfg.routing.pin_ttl_secs));
+        self.ingress.store(Arc::new(Self::ingress_for(
+            cfg,
+            &self.pool,
+            &self.policy,
+            geo,
+            &self.classifier,
+            &self.pins,
+            &self.audit,
+            &self.metrics,
+        )));
         let mut restart = Vec::new();
-        if old.listen != cfg.listen {
+        if current.listen != cfg.listen {
             restart.push("listen");
         }
-        if old.gateways != cfg.gateways {
-            restart.push("gateway");
+        if current.observe_listen != cfg.observe_listen {
+            restart.push("observe_listen");
         }
-        if old.state_dir != cfg.state_dir {
+        if current.state_dir != cfg.state_dir {
             restart.push("state_dir");
         }
-        if old.admin_socket != cfg.admin_socket {
+        if current.admin_socket != cfg.admin_socket {
             restart.push("admin_socket");
         }
-        if old.default_region != cfg.default_region
-            || old.geo != cfg.geo
-            || old.routing != cfg.routing
+        if current.policy.history != cfg.policy.history
+            || current.policy.builtin_baseline != cfg.policy.builtin_baseline
         {
-            restart.push("default_region/geo/routing");
+            restart.push("policy.history/builtin_baseline");
         }
-        info!(needs_restart = ?restart, "configuration reloaded: trusted keys and certificates applied");
+        // What needs a restart keeps its running value, so a later reload
+        // compares against what is really in force.
+        let mut applied = cfg.clone();
+        applied.listen = current.listen;
+        applied.observe_listen = current.observe_listen;
+        applied.state_dir = current.state_dir.clone();
+        applied.admin_socket = current.admin_socket.clone();
+        applied.policy.history = current.policy.history;
+        applied.policy.builtin_baseline = current.policy.builtin_baseline;
+        *current = applied;
+        info!(gateways = cfg.gateways.len(), needs_restart = ?restart, "configuration reloaded");
         Ok(restart)
     }
 

@@ -430,7 +430,24 @@ pub fn run(cli: Cli) -> ExitCode {
                         }
                     });
                 }
-                wait_for_signal().await;
+                while let Signal::Reload = next_signal().await {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+                    match GatewayConfig::load(&config) {
+                        Ok(new) => match gw.reload(&new) {
+                            Ok(restart) if restart.is_empty() => {}
+                            Ok(restart) => {
+                                tracing::warn!(settings = ?restart, "these changes take effect after a restart")
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "reload failed; the running configuration stays")
+                            }
+                        },
+                        Err(e) => {
+                            tracing::error!(error = %e, "reload refused; the running configuration stays")
+                        }
+                    }
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
                 tracing::info!("draining");
                 gw.shutdown(DRAIN_GRACE).await;

@@ -36,6 +36,8 @@ pub struct GatewayHandle {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     prober: Prober,
+    state: Arc<arc_swap::ArcSwap<State>>,
+    config: std::sync::Mutex<GatewayConfig>,
 }
 
 /// Checks that a gateway's request path answers, as a peer would: a fresh
@@ -45,7 +47,7 @@ pub struct GatewayHandle {
 #[derive(Clone)]
 pub struct Prober {
     addr: SocketAddr,
-    client: quinn::ClientConfig,
+    client: Arc<arc_swap::ArcSwap<quinn::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -68,7 +70,7 @@ impl Prober {
         let codec = Codec::default();
         let probe = async {
             let conn = endpoint
-                .connect_with(self.client.clone(), self.addr, "localhost")
+                .connect_with((**self.client.load()).clone(), self.addr, "localhost")
                 .ok()?
                 .await
                 .ok()?;
@@ -122,6 +124,7 @@ pub enum GatewayError {
     },
 }
 
+#[derive(Debug)]
 struct State {
     region: RegionId,
     policy: Arc<PolicyState>,
@@ -138,6 +141,69 @@ impl GatewayHandle {
     /// Loads TLS material, binds the QUIC listener and starts serving.
     pub async fn start(cfg: GatewayConfig) -> Result<GatewayHandle, GatewayError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
+        let (server, probe_client) = Self::quic_configs(&cfg, &tls)?;
+        let endpoint =
+            quinn::Endpoint::server(server, cfg.listen).map_err(|source| GatewayError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let policy = Arc::new(PolicyState::open(
+            &cfg.policy,
+            &cfg.state_dir.join("policy"),
+        )?);
+        let state = Arc::new(arc_swap::ArcSwap::from_pointee(Self::state_for(
+            &cfg,
+            policy.clone(),
+        )?));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept(
+            endpoint.clone(),
+            state.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        info!(region = %cfg.region, listen = %local_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
+        let probe_addr = match local_addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local_addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local_addr.port()))
+            }
+            _ => local_addr,
+        };
+        Ok(GatewayHandle {
+            prober: Prober {
+                addr: probe_addr,
+                client: Arc::new(arc_swap::ArcSwap::from_pointee(probe_client)),
+            },
+            state,
+            config: std::sync::Mutex::new(cfg.clone()),
+            local_addr,
+            policy,
+            region: cfg.region,
+            endpoint,
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The QUIC server config for agents and the client config for the
+    /// liveness probe, from `cfg`'s TLS files and limits.
+    fn quic_configs(
+        cfg: &GatewayConfig,
+        tls: &TlsMaterial,
+    ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), GatewayError> {
         let ids = tls.identities();
         if !ids.contains(&Identity::Gateway(cfg.region.clone())) {
             return Err(GatewayError::WrongIdentity {
@@ -153,66 +219,66 @@ impl GatewayHandle {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(cfg.quic.transport_config());
         server.migration(true);
-        let endpoint =
-            quinn::Endpoint::server(server, cfg.listen).map_err(|source| GatewayError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
-        let local_addr = endpoint.local_addr().map_err(|source| GatewayError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-        let upstream = Upstream::new(&cfg.upstream, cfg.api_key())?;
-        let policy = Arc::new(PolicyState::open(
-            &cfg.policy,
-            &cfg.state_dir.join("policy"),
-        )?);
-        let state = Arc::new(State {
+        let mut probe = quinn::ClientConfig::new(Arc::new(probe_crypto));
+        probe.transport_config(cfg.quic.transport_config());
+        Ok((server, probe))
+    }
+
+    /// What serving a request needs, from `cfg`.
+    fn state_for(cfg: &GatewayConfig, policy: Arc<PolicyState>) -> Result<State, GatewayError> {
+        Ok(State {
             region: cfg.region.clone(),
-            policy: policy.clone(),
-            upstream,
+            policy,
+            upstream: Upstream::new(&cfg.upstream, cfg.api_key())?,
             codec: cfg.quic.codec(),
             max_body: cfg.upstream.max_body_bytes,
             classifier: cfg.recheck.classify.then(crate::classify::Classifier::new),
             max_tier: cfg.max_tier(),
-        });
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        tracker.spawn(accept(
-            endpoint.clone(),
-            state,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-        info!(region = %cfg.region, listen = %local_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
-        let probe_addr = match local_addr.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local_addr.port()))
-            }
-            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local_addr.port()))
-            }
-            _ => local_addr,
-        };
-        let mut probe_client = quinn::ClientConfig::new(Arc::new(probe_crypto));
-        probe_client.transport_config(cfg.quic.transport_config());
-        Ok(GatewayHandle {
-            prober: Prober {
-                addr: probe_addr,
-                client: probe_client,
-            },
-            local_addr,
-            policy,
-            region: cfg.region,
-            endpoint,
-            shutdown,
-            tracker,
         })
     }
 
-    /// The bound UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// Applies a changed `gateway.toml` without dropping connections or
+    /// requests: certificates, trusted policy keys, QUIC limits (for new
+    /// connections), the upstream (URL, key, CA, timeouts) and `[recheck]`
+    /// apply to streams that start after the reload. Returns the changed
+    /// settings that need a restart. On error nothing changes.
+    pub fn reload(&self, cfg: &GatewayConfig) -> Result<Vec<&'static str>, String> {
+        let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let mut restart = Vec::new();
+        if current.region != cfg.region {
+            return Err(format!(
+                "region changed from {} to {}: that is another gateway; restart it",
+                current.region, cfg.region
+            ));
+        }
+        if current.listen != cfg.listen {
+            restart.push("listen");
+        }
+        if current.state_dir != cfg.state_dir {
+            restart.push("state_dir");
+        }
+        if current.policy.history != cfg.policy.history
+            || current.policy.builtin_baseline != cfg.policy.builtin_baseline
+        {
+            restart.push("policy.history/builtin_baseline");
+        }
+        let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
+        let (server, probe) = Self::quic_configs(cfg, &tls).map_err(|e| e.to_string())?;
+        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
+            .map_err(|e| e.to_string())?;
+        let state = Self::state_for(cfg, self.policy.clone()).map_err(|e| e.to_string())?;
+        self.endpoint.set_server_config(Some(server));
+        self.prober.client.store(Arc::new(probe));
+        self.policy.set_trusted_keys(keys);
+        self.state.store(Arc::new(state));
+        let mut applied = cfg.clone();
+        applied.listen = current.listen;
+        applied.state_dir = current.state_dir.clone();
+        applied.policy.history = current.policy.history;
+        applied.policy.builtin_baseline = current.policy.builtin_baseline;
+        *current = applied;
+        info!(region = %cfg.region, max_tier = %cfg.max_tier(), needs_restart = ?restart, "configuration reloaded");
+        Ok(restart)
     }
 
     /// A liveness check of the request path, usable after the handle is gone.
@@ -255,7 +321,7 @@ impl GatewayHandle {
 
 async fn accept(
     endpoint: quinn::Endpoint,
-    state: Arc<State>,
+    state: Arc<arc_swap::ArcSwap<State>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -279,12 +345,12 @@ async fn accept(
 
 async fn serve_connection(
     conn: quinn::Connection,
-    state: Arc<State>,
+    state: Arc<arc_swap::ArcSwap<State>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let ids = Identity::of_peer(&conn);
-    let own = Identity::Gateway(state.region.clone());
+    let own = Identity::Gateway(state.load().region.clone());
     let Some(peer) = ids
         .iter()
         .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)) || **i == own)
@@ -307,7 +373,8 @@ async fn serve_connection(
         };
         match stream {
             Ok((send, recv)) => {
-                let state = state.clone();
+                // Each stream runs under the configuration it started with.
+                let state = state.load_full();
                 tracker.spawn(serve_stream(send, recv, state, peer.clone()));
             }
             Err(e) => {

@@ -63,11 +63,11 @@ pub struct Ingress {
     pub(crate) pool: Arc<GatewayPool>,
     pub(crate) router: Router,
     pub(crate) catalogue: crate::route::catalogue::Catalogue,
-    pub(crate) classifier: Classifier,
+    pub(crate) classifier: Arc<Classifier>,
     pub(crate) unscannable_tier: Tier,
     pub(crate) policy: Arc<PolicyState>,
     pub(crate) geo: Arc<crate::geo::Geo>,
-    pub(crate) pins: crate::route::pin::Pins,
+    pub(crate) pins: Arc<crate::route::pin::Pins>,
     pub(crate) audit: AuditWriter,
     pub(crate) audit_sync: bool,
     pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
@@ -112,7 +112,7 @@ impl ApiPath {
 /// open requests finish (tracked by `tracker`).
 pub async fn serve(
     listener: TcpListener,
-    ingress: Arc<Ingress>,
+    ingress: Arc<arc_swap::ArcSwap<Ingress>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -133,7 +133,8 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let ingress = ingress.clone();
         let svc = hyper::service::service_fn(move |req| {
-            let ingress = ingress.clone();
+            // Each request runs under the configuration it started with.
+            let ingress = ingress.load_full();
             async move { Ok::<_, Infallible>(handle(&ingress, req, peer).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()

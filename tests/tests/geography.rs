@@ -255,7 +255,7 @@ async fn geoip_decides_for_public_clients_behind_a_trusted_proxy() {
     assert_eq!(a.status, 451, "{}", a.body);
     // The audit log records GeoIP as the source of the country.
     let export = residency_agent::admin::agent_request_raw(
-        fleet.agent.admin_socket(),
+        &fleet.agent.admin_socket(),
         "/v1/admin/audit/export",
     )
     .await
@@ -424,4 +424,38 @@ async fn a_region_defined_in_the_config_serves_india_only_data() {
     assert_eq!(providers[0].received().len(), 2);
     assert_eq!(providers[1].received().len(), 1);
     agent.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_reload_applies_a_new_site_map_to_the_next_request() {
+    let (fleet, _k) = fleet_with("US", "sk-crm").await;
+    let url = format!("{}/chat/completions", fleet.base());
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    // The branch LAN turns out to be in India after all.
+    let path = fleet.dir.path().join("agent.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("country = \"US\"", "country = \"IN\"");
+    std::fs::write(&path, text).unwrap();
+    let restart = fleet
+        .agent
+        .reload(&AgentConfig::load(&path).unwrap())
+        .unwrap();
+    assert!(restart.is_empty(), "{restart:?}");
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // A GeoIP database that cannot be read is refused; the running one stays.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[geo]\n",
+        "[geo]\ngeoip_database = \"/nonexistent/GeoLite2-Country.mmdb\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let e = fleet
+        .agent
+        .reload(&AgentConfig::load(&path).unwrap())
+        .unwrap_err();
+    assert!(e.contains("geoip_database"), "{e}");
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
 }

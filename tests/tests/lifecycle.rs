@@ -264,3 +264,175 @@ async fn the_gateway_feeds_the_watchdog_only_while_its_request_path_answers() {
     }
     assert!(rest.contains("STOPPING=1"), "{rest}");
 }
+
+#[tokio::test]
+async fn sighup_applies_gateway_and_routing_changes_while_a_stream_on_a_removed_gateway_finishes() {
+    let fleet = Fleet::start(slow_fleet_options()).await;
+    let log = fleet.dir.path().join("agent.log");
+    let agent = spawn_agent(&fleet, "", &log).await;
+    let url = format!("{}/chat/completions", agent.base);
+    let a = send("POST", &url, &chat("hello", false)).await;
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+    // A long public stream on N. Virginia is in flight...
+    let resp = request("POST", &url, &chat("story", true), &[]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-residency-region"], "aws:us-east-1");
+    let streaming =
+        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...when the config drops that gateway and makes Mumbai the default.
+    let us = fleet.gateways[2].as_ref().unwrap();
+    assert_eq!(us.region().as_str(), "aws:us-east-1");
+    let us_block = gateway_block("aws:us-east-1", us.local_addr());
+    let original = std::fs::read_to_string(&agent.config).unwrap();
+    assert!(original.contains(&us_block));
+    let changed = original.replace(&us_block, "").replace(
+        "default_region = \"aws:us-east-1\"",
+        "default_region = \"aws:ap-south-1\"",
+    );
+    std::fs::write(&agent.config, &changed).unwrap();
+    signal(&agent.proc, "-HUP");
+    let mut moved = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a = send("POST", &url, &chat("hello", false)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        if a.header("x-residency-region") == "aws:ap-south-1" {
+            moved = true;
+            break;
+        }
+    }
+    assert!(
+        moved,
+        "after SIGHUP public traffic did not move to the new default"
+    );
+    let before = fleet.provider("aws:us-east-1").received().len();
+    for _ in 0..5 {
+        let a = send("POST", &url, &chat("hello", false)).await;
+        assert_eq!(a.header("x-residency-region"), "aws:ap-south-1");
+    }
+    assert_eq!(fleet.provider("aws:us-east-1").received().len(), before);
+    // The stream on the removed gateway completed.
+    let body = streaming
+        .await
+        .unwrap()
+        .expect("the stream survived the reload");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(!body.contains("event: error"), "{body}");
+    // Putting it back connects it again and routes to it.
+    std::fs::write(&agent.config, &original).unwrap();
+    signal(&agent.proc, "-HUP");
+    let mut back = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a = send("POST", &url, &chat("hello", false)).await;
+        if a.header("x-residency-region") == "aws:us-east-1" {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the re-added gateway was not used");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("gateway removed by reload"),
+        "no removal log line"
+    );
+    assert!(
+        logs.contains("gateway added by reload"),
+        "no addition log line"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_gateway_without_dropping_its_agents() {
+    use residency_agent::demo::mock_provider::MockProvider;
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let slow = slow_fleet_options().mock;
+    let first = MockProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            label: "first".into(),
+            ..slow.clone()
+        },
+    )
+    .await
+    .unwrap();
+    let second = MockProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            label: "second".into(),
+            ..slow
+        },
+    )
+    .await
+    .unwrap();
+    let region = residency_proto::RegionId::new("aws:us-east-1").unwrap();
+    let cfg = write_gateway_config(
+        dir.path(),
+        region.as_str(),
+        &first.base_url(),
+        "127.0.0.1:0",
+        &residency_agent::keys::gateway_stem(&region),
+    );
+    let (gateway, addr) = spawn_gateway(&cfg);
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        agent_config_text("aws:us-east-1", &gateway_block("aws:us-east-1", addr), ""),
+    )
+    .unwrap();
+    let agent = residency_agent::AgentHandle::start(
+        residency_agent::config::AgentConfig::load(&agent_toml).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(agent.wait_connected(Duration::from_secs(10)).await);
+    let url = format!("{}/chat/completions", agent.base_url());
+    let resp = request("POST", &url, &chat("story", true), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let streaming =
+        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New provider endpoint, stricter re-check.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&first.base_url(), &second.base_url());
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[recheck]\nmax_tier = \"public\"\n"),
+    )
+    .unwrap();
+    signal(&gateway, "-HUP");
+    let mut switched = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a = send("POST", &url, &chat("hello", false)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        if second.received().len() == 1 {
+            switched = true;
+            break;
+        }
+    }
+    assert!(
+        switched,
+        "after SIGHUP the gateway did not use the new upstream"
+    );
+    let body = streaming
+        .await
+        .unwrap()
+        .expect("the stream survived the gateway's reload");
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    // The new [recheck] applies: internal data (an IFSC code), which the
+    // agent sends to its default region, is now refused by the gateway.
+    let a = send("POST", &url, &chat("Branch IFSC SBIN0001234", false)).await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "policy_denied", "{}", a.body);
+    // The agent's connection was never dropped.
+    let link = agent.pool().links()[0].clone();
+    assert!(link.is_up());
+    assert_eq!(link.failures.load(std::sync::atomic::Ordering::Relaxed), 0);
+    agent.shutdown(Duration::from_secs(1)).await;
+}

@@ -142,7 +142,7 @@ impl Metrics {
             "# HELP residency_gateway_up Gateway link healthy (1) or not (0)."
         );
         let _ = writeln!(s, "# TYPE residency_gateway_up gauge");
-        for l in pool.links() {
+        for l in pool.links().iter() {
             let _ = writeln!(
                 s,
                 "residency_gateway_up{{region=\"{}\",endpoint=\"{}\",state=\"{}\"}} {}",
@@ -157,7 +157,7 @@ impl Metrics {
             "# HELP residency_gateway_rtt_seconds Control-stream round trip (moving average)."
         );
         let _ = writeln!(s, "# TYPE residency_gateway_rtt_seconds gauge");
-        for l in pool.links() {
+        for l in pool.links().iter() {
             if let Some(rtt) = l.rtt() {
                 let _ = writeln!(
                     s,
@@ -182,7 +182,7 @@ impl Metrics {
         ] {
             let _ = writeln!(s, "# HELP {name} {help}");
             let _ = writeln!(s, "# TYPE {name} counter");
-            for l in pool.links() {
+            for l in pool.links().iter() {
                 let v = if f == 0 { &l.requests } else { &l.failures };
                 let _ = writeln!(
                     s,
@@ -243,7 +243,7 @@ impl Observe {
             problems.push("no policy is active".to_owned());
         }
         let mut by_j: BTreeMap<String, bool> = BTreeMap::new();
-        for l in self.pool.links() {
+        for l in self.pool.links().iter() {
             let j = l
                 .jurisdiction
                 .map_or_else(|| "unknown".to_owned(), |j| j.to_string());

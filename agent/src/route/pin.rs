@@ -3,6 +3,7 @@
 //! looks public. Keys are SHA-256 hashes, never the session id or API key.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ const MAX_PINS: usize = 100_000;
 /// The pinned conversations.
 #[derive(Debug)]
 pub struct Pins {
-    ttl: Duration,
+    /// The TTL in milliseconds (a reload may change it).
+    ttl_ms: AtomicU64,
     map: Mutex<HashMap<[u8; 32], (Jurisdiction, Instant)>>,
 }
 
@@ -23,9 +25,21 @@ impl Pins {
     /// Pins last `ttl`; a zero `ttl` turns pinning off.
     pub fn new(ttl: Duration) -> Self {
         Pins {
-            ttl,
+            ttl_ms: AtomicU64::new(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
             map: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Changes the TTL of pins made from now on; zero turns pinning off.
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
 
     /// The conversation key: the `x-residency-session` header if given, else
@@ -54,7 +68,7 @@ impl Pins {
 
     /// The jurisdiction a conversation is pinned to at `now`, if any.
     pub fn get(&self, key: &[u8; 32], now: Instant) -> Option<Jurisdiction> {
-        if self.ttl.is_zero() {
+        if self.ttl().is_zero() {
             return None;
         }
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,7 +79,8 @@ impl Pins {
 
     /// Pins a conversation to `jurisdiction` from `now` for the TTL.
     pub fn pin(&self, key: [u8; 32], jurisdiction: Jurisdiction, now: Instant) {
-        if self.ttl.is_zero() {
+        let ttl = self.ttl();
+        if ttl.is_zero() {
             return;
         }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
@@ -73,7 +88,7 @@ impl Pins {
             map.retain(|_, (_, until)| *until > now);
         }
         if map.len() < MAX_PINS || map.contains_key(&key) {
-            map.insert(key, (jurisdiction, now + self.ttl));
+            map.insert(key, (jurisdiction, now + ttl));
         }
     }
 }

@@ -39,10 +39,28 @@ const COOLDOWN_MAX: Duration = Duration::from_secs(30);
 const RTT_ALPHA: f64 = 0.2;
 
 /// All gateway links of an agent.
-#[derive(Debug)]
 pub struct GatewayPool {
-    links: Vec<Arc<GatewayLink>>,
+    links: arc_swap::ArcSwap<Vec<Arc<GatewayLink>>>,
+    v4: quinn::Endpoint,
+    v6: Option<quinn::Endpoint>,
+    policy: Arc<PolicyState>,
+    geo: Arc<arc_swap::ArcSwap<Geo>>,
+    shutdown: CancellationToken,
+    /// Serialises reconfigurations.
+    reconfigure: std::sync::Mutex<()>,
 }
+
+impl std::fmt::Debug for GatewayPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayPool")
+            .field("links", &self.links.load().len())
+            .finish()
+    }
+}
+
+/// How long a gateway removed from the config keeps its connection, so
+/// requests already on it can finish.
+const REMOVED_LINK_GRACE: Duration = Duration::from_secs(30);
 
 /// One configured gateway and its current connection, if any.
 #[derive(Debug)]
@@ -56,6 +74,10 @@ pub struct GatewayLink {
     /// The name shown in `x-residency-endpoint`.
     pub name: String,
     server_name: String,
+    /// The config entry this link was made from.
+    endpoint: GatewayEndpoint,
+    /// Closes this link (shutdown, or removal by a reload).
+    stop: CancellationToken,
     client: arc_swap::ArcSwap<quinn::ClientConfig>,
     conn: ArcSwapOption<quinn::Connection>,
     rtt_micros: AtomicU64,
@@ -209,28 +231,79 @@ impl GatewayPool {
         tls: &TlsMaterial,
         limits: &QuicLimits,
         policy: Arc<PolicyState>,
-        geo: Arc<Geo>,
+        geo: Arc<arc_swap::ArcSwap<Geo>>,
         catalogue: &crate::route::catalogue::Catalogue,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
         // IPv6 may be disabled on a branch box; only needed for v6 gateways.
         let v6 = quinn::Endpoint::client(SocketAddr::from(([0u16; 8], 0))).ok();
-        let mut links = Vec::new();
-        for gw in gateways {
-            let crypto = tls
-                .client_config(&gw.region)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            let mut client = quinn::ClientConfig::new(Arc::new(quic));
-            client.transport_config(limits.transport_config());
+        let pool = Arc::new(GatewayPool {
+            links: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            v4,
+            v6,
+            policy,
+            geo,
+            shutdown,
+            reconfigure: std::sync::Mutex::new(()),
+        });
+        pool.reconfigure(gateways, tls, limits, catalogue)
+            .map_err(std::io::Error::other)?;
+        Ok(pool)
+    }
+
+    fn client_config(
+        tls: &TlsMaterial,
+        limits: &QuicLimits,
+        region: &RegionId,
+    ) -> Result<quinn::ClientConfig, String> {
+        let crypto = tls.client_config(region).map_err(|e| e.to_string())?;
+        let quic =
+            quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| e.to_string())?;
+        let mut client = quinn::ClientConfig::new(Arc::new(quic));
+        client.transport_config(limits.transport_config());
+        Ok(client)
+    }
+
+    /// Brings the links in line with `gateways` (after a reload): a gateway
+    /// still configured keeps its connection and in-flight requests and gets
+    /// the new TLS material for its next connection; a new one is connected;
+    /// one no longer configured takes no new requests and is closed after a
+    /// grace period. On error nothing changes.
+    pub fn reconfigure(
+        &self,
+        gateways: &[GatewayEndpoint],
+        tls: &TlsMaterial,
+        limits: &QuicLimits,
+        catalogue: &crate::route::catalogue::Catalogue,
+    ) -> Result<(), String> {
+        let _one_at_a_time = self.reconfigure.lock().unwrap_or_else(|p| p.into_inner());
+        let clients = gateways
+            .iter()
+            .map(|gw| Self::client_config(tls, limits, &gw.region))
+            .collect::<Result<Vec<_>, _>>()?;
+        let old = self.links.load_full();
+        let mut next = Vec::with_capacity(gateways.len());
+        for (gw, client) in gateways.iter().zip(clients) {
+            let jurisdiction = catalogue.jurisdiction(&gw.region);
+            let kept = old.iter().find(|l| {
+                l.endpoint == *gw
+                    && l.jurisdiction == jurisdiction
+                    && !next.iter().any(|n: &Arc<GatewayLink>| Arc::ptr_eq(n, l))
+            });
+            if let Some(link) = kept {
+                link.client.store(Arc::new(client));
+                next.push(link.clone());
+                continue;
+            }
             let link = Arc::new(GatewayLink {
                 region: gw.region.clone(),
-                jurisdiction: catalogue.jurisdiction(&gw.region),
+                jurisdiction,
                 address: gw.address.clone(),
                 name: gw.display_name(),
                 server_name: gw.tls_server_name(),
+                endpoint: gw.clone(),
+                stop: self.shutdown.child_token(),
                 client: arc_swap::ArcSwap::from_pointee(client),
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
@@ -239,37 +312,39 @@ impl GatewayPool {
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
             });
+            if !old.is_empty() {
+                info!(region = %link.region, endpoint = %link.name, "gateway added by reload");
+            }
             tokio::spawn(supervise(
                 link.clone(),
-                v4.clone(),
-                v6.clone(),
+                self.v4.clone(),
+                self.v6.clone(),
                 limits.codec(),
-                policy.clone(),
-                geo.clone(),
-                shutdown.clone(),
+                self.policy.clone(),
+                self.geo.clone(),
             ));
-            links.push(link);
+            next.push(link);
         }
-        Ok(Arc::new(GatewayPool { links }))
-    }
-
-    /// New TLS material (after a reload) for connections made from now on;
-    /// open connections and their requests are not touched.
-    pub fn reload_tls(&self, tls: &TlsMaterial, limits: &QuicLimits) -> Result<(), String> {
-        for link in &self.links {
-            let crypto = tls.client_config(&link.region).map_err(|e| e.to_string())?;
-            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-                .map_err(|e| e.to_string())?;
-            let mut client = quinn::ClientConfig::new(Arc::new(quic));
-            client.transport_config(limits.transport_config());
-            link.client.store(Arc::new(client));
+        for gone in old
+            .iter()
+            .filter(|l| !next.iter().any(|n| Arc::ptr_eq(n, l)))
+        {
+            info!(region = %gone.region, endpoint = %gone.name, grace_secs = REMOVED_LINK_GRACE.as_secs(), "gateway removed by reload; closing after in-flight requests");
+            let stop = gone.stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(REMOVED_LINK_GRACE) => stop.cancel(),
+                    () = stop.cancelled() => {}
+                }
+            });
         }
+        self.links.store(Arc::new(next));
         Ok(())
     }
 
     /// Every link, in configuration order.
-    pub fn links(&self) -> &[Arc<GatewayLink>] {
-        &self.links
+    pub fn links(&self) -> Arc<Vec<Arc<GatewayLink>>> {
+        self.links.load_full()
     }
 
     /// Picks a link for a request: regions in the given (policy) order; within
@@ -280,9 +355,10 @@ impl GatewayPool {
         regions: &[RegionId],
         exclude: &[Arc<GatewayLink>],
     ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
+        let links = self.links.load();
         for region in regions {
             let mut best: Option<&Arc<GatewayLink>> = None;
-            for l in self.links.iter().filter(|l| &l.region == region) {
+            for l in links.iter().filter(|l| &l.region == region) {
                 if exclude.iter().any(|e| Arc::ptr_eq(e, l))
                     || l.health() != Health::Healthy && l.health() != Health::HalfOpen
                 {
@@ -311,6 +387,7 @@ impl GatewayPool {
         region: &RegionId,
     ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
         self.links
+            .load()
             .iter()
             .filter(|l| &l.region == region)
             .find_map(|l| l.connection().map(|c| (l.clone(), c)))
@@ -320,7 +397,7 @@ impl GatewayPool {
     pub async fn wait_all_up(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.links.iter().all(|l| l.is_up()) {
+            if self.links.load().iter().all(|l| l.is_up()) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -331,24 +408,23 @@ impl GatewayPool {
     }
 }
 
-// Each argument is a distinct piece of the link's world; a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
 async fn supervise(
     link: Arc<GatewayLink>,
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
     codec: Codec,
     policy: Arc<PolicyState>,
-    geo: Arc<Geo>,
-    shutdown: CancellationToken,
+    geo: Arc<arc_swap::ArcSwap<Geo>>,
 ) {
+    let shutdown = link.stop.clone();
     let mut backoff = BACKOFF_MIN;
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         let client = link.client.load_full();
+        let geo_now = geo.load_full();
         let connected = tokio::select! {
-            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &geo) => r,
+            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &geo_now) => r,
             () = shutdown.cancelled() => return,
         };
         match connected {
