@@ -80,10 +80,11 @@ impl AgentHandle {
         let (audit, audit_task) = crate::audit::AuditWriter::spawn_with(
             audit_log.clone(),
             crate::audit::WriterConfig {
-                // Group commit without waiting: a batch is whatever queued
-                // while the previous fsync ran, so a lone request waits for
-                // one fsync and a busy agent shares each fsync widely.
-                linger: Duration::ZERO,
+                // A group someone waits on (durable_before_response) is
+                // written at once with whatever queued while the previous
+                // fsync ran; records nobody waits on linger up to 10 ms to
+                // share one flush and fsync.
+                linger: Duration::from_millis(10),
                 ..crate::audit::WriterConfig::default()
             },
         )?;

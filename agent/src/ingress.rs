@@ -225,16 +225,12 @@ pub async fn handle(
                 .metrics
                 .request(&draft.tier, "", &draft.decision, draft.status);
             // The refusal is on record before the application hears of it.
-            let writer = ingress.audit.clone();
-            let write = async move {
-                if let Err(ae) = writer.append(draft).await {
+            if ingress.audit_sync {
+                if let Err(ae) = ingress.audit.append(draft).await {
                     warn!(error = %ae, "audit record not written");
                 }
-            };
-            if ingress.audit_sync {
-                write.await;
             } else {
-                tokio::spawn(write);
+                ingress.audit.append_later(draft);
             }
             e.into_response(&request_id)
         }
@@ -740,12 +736,7 @@ impl AuditTail {
 impl Drop for AuditTail {
     fn drop(&mut self) {
         if let Some(rec) = self.take("client_cancelled") {
-            let writer = self.writer.clone();
-            tokio::spawn(async move {
-                if let Err(e) = writer.append(rec).await {
-                    warn!(error = %e, "audit record not written");
-                }
-            });
+            self.writer.append_later(rec);
         }
     }
 }
@@ -779,12 +770,7 @@ fn relay(first: Bytes, recv: quinn::RecvStream, sse: bool, tail: AuditTail) -> B
                         Ok(None) => {
                             let rec = tail.take("complete")?;
                             if !tail.sync {
-                                let writer = tail.writer.clone();
-                                tokio::spawn(async move {
-                                    if let Err(e) = writer.append(rec).await {
-                                        warn!(error = %e, "audit record not written");
-                                    }
-                                });
+                                tail.writer.append_later(rec);
                                 return None;
                             }
                             match tail.writer.append(rec).await {

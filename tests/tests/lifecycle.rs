@@ -399,11 +399,7 @@ async fn sighup_reloads_the_gateway_without_dropping_its_agents() {
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace(&first.base_url(), &second.base_url());
-    std::fs::write(
-        &cfg,
-        format!("{text}\n[recheck]\nmax_tier = \"public\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&cfg, format!("{text}\n[recheck]\nmax_tier = \"public\"\n")).unwrap();
     signal(&gateway, "-HUP");
     let mut switched = false;
     for _ in 0..50 {
