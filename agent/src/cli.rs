@@ -358,42 +358,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 let agent = std::sync::Arc::new(agent);
                 let mut usec = 0;
                 if sd_notify::watchdog_enabled(false, &mut usec) {
-                    let every = Duration::from_micros(usec / 2);
+                    // Fed only while the request path answers.
                     let a = agent.clone();
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(every).await;
-                            // Fed only while the request path answers.
-                            if a.request_path_alive().await {
-                                let _ =
-                                    sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                            } else {
-                                tracing::warn!(
-                                    "request path did not answer; not feeding the watchdog"
-                                );
-                            }
-                        }
+                    feed_watchdog(Duration::from_micros(usec / 2), move || {
+                        let a = a.clone();
+                        async move { a.request_path_alive().await }
                     });
                 }
-                while let Signal::Reload = next_signal().await {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                    match AgentConfig::load(&config) {
-                        Ok(new) => match agent.reload(&new) {
-                            Ok(restart) if restart.is_empty() => {}
-                            Ok(restart) => {
-                                tracing::warn!(settings = ?restart, "these changes take effect after a restart")
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "reload failed; the running configuration stays")
-                            }
-                        },
-                        Err(e) => {
-                            tracing::error!(error = %e, "reload refused; the running configuration stays")
-                        }
-                    }
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                serve_signals(|| AgentConfig::load(&config), |new| agent.reload(new)).await;
                 tracing::info!("draining");
                 agent.shutdown(DRAIN_GRACE).await;
                 ExitCode::SUCCESS
@@ -413,42 +385,14 @@ pub fn run(cli: Cli) -> ExitCode {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
                 let mut usec = 0;
                 if sd_notify::watchdog_enabled(false, &mut usec) {
-                    let every = Duration::from_micros(usec / 2);
+                    // Fed only while a new connection gets an answer.
                     let prober = gw.prober();
-                    tokio::spawn(async move {
-                        loop {
-                            tokio::time::sleep(every).await;
-                            // Fed only while a new connection gets an answer.
-                            if prober.alive().await {
-                                let _ =
-                                    sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-                            } else {
-                                tracing::warn!(
-                                    "gateway did not answer its own probe; not feeding the watchdog"
-                                );
-                            }
-                        }
+                    feed_watchdog(Duration::from_micros(usec / 2), move || {
+                        let p = prober.clone();
+                        async move { p.alive().await }
                     });
                 }
-                while let Signal::Reload = next_signal().await {
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-                    match GatewayConfig::load(&config) {
-                        Ok(new) => match gw.reload(&new) {
-                            Ok(restart) if restart.is_empty() => {}
-                            Ok(restart) => {
-                                tracing::warn!(settings = ?restart, "these changes take effect after a restart")
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "reload failed; the running configuration stays")
-                            }
-                        },
-                        Err(e) => {
-                            tracing::error!(error = %e, "reload refused; the running configuration stays")
-                        }
-                    }
-                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                }
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                serve_signals(|| GatewayConfig::load(&config), |new| gw.reload(new)).await;
                 tracing::info!("draining");
                 gw.shutdown(DRAIN_GRACE).await;
                 ExitCode::SUCCESS
@@ -748,6 +692,53 @@ fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
 }
 
 /// A signal the daemon acts on.
+/// Feeds the systemd watchdog every `every`, but only while `alive` says the
+/// request path answers; otherwise systemd restarts the service.
+fn feed_watchdog<F, Fut>(every: Duration, alive: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if alive().await {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::warn!("the request path did not answer; not feeding the watchdog");
+            }
+        }
+    });
+}
+
+/// Handles signals as systemd sends them until SIGTERM or SIGINT: SIGHUP
+/// loads the config again and applies it (a bad one changes nothing), with
+/// RELOADING=1 and READY=1 around it. Sends STOPPING=1 before returning.
+async fn serve_signals<C, E: std::fmt::Display>(
+    load: impl Fn() -> Result<C, E>,
+    apply: impl Fn(&C) -> Result<Vec<&'static str>, String>,
+) {
+    while let Signal::Reload = next_signal().await {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        match load() {
+            Ok(new) => match apply(&new) {
+                Ok(restart) if restart.is_empty() => {}
+                Ok(restart) => {
+                    tracing::warn!(settings = ?restart, "these changes take effect after a restart")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; the running configuration stays")
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running configuration stays")
+            }
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
 enum Signal {
     /// SIGHUP: reload the configuration.
     Reload,

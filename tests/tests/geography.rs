@@ -45,23 +45,13 @@ jurisdictions = ["*"]
 }
 
 async fn fleet_with(site_country: &str, key: &str) -> (Fleet, tempfile::TempDir) {
-    use residency_agent::policy::sign::{generate_keypair, sign};
-    let keydir = tempfile::tempdir().unwrap();
-    let (secret, public) = generate_keypair().unwrap();
-    let pubfile = keydir.path().join("p.pub");
-    std::fs::write(&pubfile, public.to_pem()).unwrap();
-    let bundle = sign(&policy(key), 1, 1, &secret).unwrap().encode();
-    let extra = format!(
-        "[geo]\nsite_country = \"IN\"\n[[geo.site]]\nname = \"branch-lan\"\ncidrs = [\"127.0.0.0/8\"]\ncountry = \"{site_country}\"\n[policy]\ntrusted_keys = [\"{}\"]\n",
-        pubfile.display()
-    );
-    let fleet = Fleet::start(FleetOptions {
-        agent_extra: extra,
-        ..FleetOptions::default()
-    })
-    .await;
-    fleet.agent.policy().install(&bundle).unwrap();
-    (fleet, keydir)
+    fleet_with_geo(
+        key,
+        &format!(
+            "[geo]\nsite_country = \"IN\"\n[[geo.site]]\nname = \"branch-lan\"\ncidrs = [\"127.0.0.0/8\"]\ncountry = \"{site_country}\"\n"
+        ),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -20,6 +20,25 @@ fn signal(p: &Proc, sig: &str) {
     assert!(ok, "kill {sig} failed");
 }
 
+/// Reads systemd notifications from `sock` until `done` holds for all read so
+/// far; panics naming `what` if they stop coming.
+fn notified_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !done(&seen) {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {what}: {e}; got {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    seen
+}
+
 fn slow_fleet_options() -> FleetOptions {
     FleetOptions {
         mock: MockOptions {
@@ -134,15 +153,9 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut agent = spawn_agent_with(&fleet, "", &log, Some(&notify_path)).await;
-    let mut seen = String::new();
-    let mut buf = [0u8; 512];
-    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
-        let n = notify
-            .recv(&mut buf)
-            .expect("READY=1 and WATCHDOG=1 from the agent");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        seen.push('\n');
-    }
+    notified_until(&notify, "READY=1 and WATCHDOG=1 from the agent", |s| {
+        s.contains("READY=1") && s.contains("WATCHDOG=1")
+    });
     let resp = request(
         "POST",
         &format!("{}/chat/completions", agent.base),
@@ -176,14 +189,7 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
     assert!(status.success(), "exit status {status:?}");
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(!logs.contains("still shared"), "the drain was skipped");
-    let mut rest = String::new();
-    while let Ok(n) = notify.recv(&mut buf) {
-        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if rest.contains("STOPPING=1") {
-            break;
-        }
-    }
-    assert!(rest.contains("STOPPING=1"), "{rest}");
+    notified_until(&notify, "STOPPING=1", |s| s.contains("STOPPING=1"));
     // Its last request is on record: the audit chain was flushed.
     let out = std::process::Command::new(agent_bin())
         .args(["audit", "export", "--state-dir"])
@@ -245,24 +251,11 @@ async fn the_gateway_feeds_the_watchdog_only_while_its_request_path_answers() {
         .spawn()
         .unwrap();
     let child = Proc(child);
-    let mut seen = String::new();
-    let mut buf = [0u8; 512];
-    while !(seen.contains("READY=1") && seen.matches("WATCHDOG=1").count() >= 2) {
-        let n = notify
-            .recv(&mut buf)
-            .expect("READY=1 and WATCHDOG=1 from the gateway");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-        seen.push('\n');
-    }
+    notified_until(&notify, "READY=1 and WATCHDOG=1 from the gateway", |s| {
+        s.contains("READY=1") && s.matches("WATCHDOG=1").count() >= 2
+    });
     signal(&child, "-TERM");
-    let mut rest = String::new();
-    while let Ok(n) = notify.recv(&mut buf) {
-        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
-        if rest.contains("STOPPING=1") {
-            break;
-        }
-    }
-    assert!(rest.contains("STOPPING=1"), "{rest}");
+    notified_until(&notify, "STOPPING=1", |s| s.contains("STOPPING=1"));
 }
 
 #[tokio::test]
