@@ -214,18 +214,7 @@ async fn enforce_mode_never_uses_a_gateway_whose_address_locates_abroad() {
 async fn geoip_decides_for_public_clients_behind_a_trusted_proxy() {
     // The branch's reverse proxy on loopback forwards for public clients; the
     // GeoIP fixture puts 49.36.0.0/14 in India and 8.8.8.0/24 in the US.
-    let db = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../agent/tests/fixtures/geoip-test.mmdb"
-    ));
-    let (fleet, _k) = fleet_with_geo(
-        "sk-crm",
-        &format!(
-            "[geo]\ngeoip_database = \"{}\"\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
-            db.display()
-        ),
-    )
-    .await;
+    let (fleet, _k) = fleet_with_geoip("trusted_proxies = [\"127.0.0.0/8\"]").await;
     let url = format!("{}/chat/completions", fleet.base());
     let body = chat("hello", false);
     let a = send_with("POST", &url, &body, &[("x-forwarded-for", "49.36.1.1")]).await;
@@ -271,18 +260,7 @@ async fn geoip_decides_for_public_clients_behind_a_trusted_proxy() {
 
 #[tokio::test]
 async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
-    let db = std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../agent/tests/fixtures/geoip-test.mmdb"
-    ));
-    let (fleet, _k) = fleet_with_geo(
-        "sk-crm",
-        &format!(
-            "[geo]\ngeoip_database = \"{}\"\nsite_country = \"IN\"\n",
-            db.display()
-        ),
-    )
-    .await;
+    let (fleet, _k) = fleet_with_geoip("site_country = \"IN\"").await;
     let url = format!("{}/chat/completions", fleet.base());
     // No trusted proxies: a client claiming to be in the US is the loopback
     // client it is, in the agent's site country.
@@ -294,6 +272,19 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+/// [`fleet_with_geo`] with the committed GeoIP fixture and `line` in `[geo]`.
+async fn fleet_with_geoip(line: &str) -> (Fleet, tempfile::TempDir) {
+    let db = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../agent/tests/fixtures/geoip-test.mmdb"
+    );
+    fleet_with_geo(
+        "sk-crm",
+        &format!("[geo]\ngeoip_database = \"{db}\"\n{line}\n"),
+    )
+    .await
 }
 
 async fn fleet_with_geo(key: &str, geo: &str) -> (Fleet, tempfile::TempDir) {

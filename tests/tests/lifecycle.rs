@@ -39,6 +39,20 @@ fn notified_until(
     seen
 }
 
+/// Sends public requests every 100 ms for up to 5 s until one is answered
+/// from `region`; every one must succeed.
+async fn answered_from(url: &str, region: &str) -> bool {
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let a = send("POST", url, &chat("hello", false)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        if a.header("x-residency-region") == region {
+            return true;
+        }
+    }
+    false
+}
+
 fn slow_fleet_options() -> FleetOptions {
     FleetOptions {
         mock: MockOptions {
@@ -285,18 +299,8 @@ async fn sighup_applies_gateway_and_routing_changes_while_a_stream_on_a_removed_
     );
     std::fs::write(&agent.config, &changed).unwrap();
     signal(&agent.proc, "-HUP");
-    let mut moved = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let a = send("POST", &url, &chat("hello", false)).await;
-        assert_eq!(a.status, 200, "{}", a.body);
-        if a.header("x-residency-region") == "aws:ap-south-1" {
-            moved = true;
-            break;
-        }
-    }
     assert!(
-        moved,
+        answered_from(&url, "aws:ap-south-1").await,
         "after SIGHUP public traffic did not move to the new default"
     );
     let before = fleet.provider("aws:us-east-1").received().len();
@@ -316,16 +320,10 @@ async fn sighup_applies_gateway_and_routing_changes_while_a_stream_on_a_removed_
     // Putting it back connects it again and routes to it.
     std::fs::write(&agent.config, &original).unwrap();
     signal(&agent.proc, "-HUP");
-    let mut back = false;
-    for _ in 0..50 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let a = send("POST", &url, &chat("hello", false)).await;
-        if a.header("x-residency-region") == "aws:us-east-1" {
-            back = true;
-            break;
-        }
-    }
-    assert!(back, "the re-added gateway was not used");
+    assert!(
+        answered_from(&url, "aws:us-east-1").await,
+        "the re-added gateway was not used"
+    );
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(
         logs.contains("gateway removed by reload"),
