@@ -598,6 +598,21 @@ impl GatewayConfig {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_example_configs_are_valid() {
+        let agent = AgentConfig::parse(include_str!("../../examples/agent.toml"))
+            .unwrap_or_else(|e| panic!("examples/agent.toml: {e}"));
+        assert_eq!(agent.default_region.as_str(), "aws:ap-south-1");
+        assert!(agent.gateways.len() >= 2);
+        // The gateway example names its key by environment variable, which
+        // validate() checks; parse it and check the rest.
+        let path = Path::new("examples/gateway.toml");
+        let gw: GatewayConfig = parse_toml(path, include_str!("../../examples/gateway.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gw.max_tier(), residency_proto::Tier::Restricted);
+        assert!(gw.recheck.classify);
+    }
+
     const GOOD: &str = r#"
 default_region = "aws:ap-south-1"
 [tls]
