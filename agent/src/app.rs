@@ -278,6 +278,9 @@ impl AgentHandle {
         if current.observe_listen != cfg.observe_listen {
             restart.push("observe_listen");
         }
+        if current.worker_threads != cfg.worker_threads {
+            restart.push("worker_threads");
+        }
         if current.state_dir != cfg.state_dir {
             restart.push("state_dir");
         }
@@ -294,6 +297,7 @@ impl AgentHandle {
         let mut applied = cfg.clone();
         applied.listen = current.listen;
         applied.observe_listen = current.observe_listen;
+        applied.worker_threads = current.worker_threads;
         applied.state_dir = current.state_dir.clone();
         applied.admin_socket = current.admin_socket.clone();
         applied.policy.history = current.policy.history;

@@ -348,7 +348,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
             };
-            block_on(async move {
+            block_on_with(Some(cfg.worker_threads), async move {
                 let agent = match crate::AgentHandle::start(cfg).await {
                     Ok(a) => a,
                     Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
@@ -377,7 +377,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
             };
-            block_on(async move {
+            block_on_with(cfg.worker_threads, async move {
                 let gw = match crate::GatewayHandle::start(cfg).await {
                     Ok(g) => g,
                     Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
@@ -682,16 +682,24 @@ fn fail(message: &str, code: u8) -> ExitCode {
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on_with(None, f)
+}
+
+/// [`block_on`] with `workers` runtime threads (default: one per CPU).
+fn block_on_with<F: std::future::Future<Output = ExitCode>>(
+    workers: Option<usize>,
+    f: F,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    match builder.enable_all().build() {
         Ok(rt) => rt.block_on(f),
         Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
     }
 }
 
-/// A signal the daemon acts on.
 /// Feeds the systemd watchdog every `every`, but only while `alive` says the
 /// request path answers; otherwise systemd restarts the service.
 fn feed_watchdog<F, Fut>(every: Duration, alive: F)
@@ -739,6 +747,7 @@ async fn serve_signals<C, E: std::fmt::Display>(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
+/// A signal the daemon acts on.
 enum Signal {
     /// SIGHUP: reload the configuration.
     Reload,

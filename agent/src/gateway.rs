@@ -257,6 +257,9 @@ impl GatewayHandle {
         if current.state_dir != cfg.state_dir {
             restart.push("state_dir");
         }
+        if current.worker_threads != cfg.worker_threads {
+            restart.push("worker_threads");
+        }
         if current.policy.history != cfg.policy.history
             || current.policy.builtin_baseline != cfg.policy.builtin_baseline
         {
@@ -274,6 +277,7 @@ impl GatewayHandle {
         let mut applied = cfg.clone();
         applied.listen = current.listen;
         applied.state_dir = current.state_dir.clone();
+        applied.worker_threads = current.worker_threads;
         applied.policy.history = current.policy.history;
         applied.policy.builtin_baseline = current.policy.builtin_baseline;
         *current = applied;

@@ -129,7 +129,16 @@ async fn main() {
     let gw_cfg = write_gateway_config(dir.path(), region, &mock.base_url(), "127.0.0.1:0", &stem);
     // Default QUIC settings for the benchmark, not the tests' fast timeouts.
     let text = std::fs::read_to_string(&gw_cfg).unwrap();
-    std::fs::write(&gw_cfg, text.replace(FAST_QUIC, "")).unwrap();
+    let workers = |var: &str| {
+        std::env::var(var)
+            .map(|n| format!("worker_threads = {n}\n"))
+            .unwrap_or_default()
+    };
+    std::fs::write(
+        &gw_cfg,
+        workers("BENCH_GATEWAY_WORKERS") + &text.replace(FAST_QUIC, ""),
+    )
+    .unwrap();
     let (gw, gw_addr) = spawn_gateway(&gw_cfg);
     let gw_pid = gw.0.id();
 
@@ -142,11 +151,12 @@ async fn main() {
         agent_config_text(
             region,
             &gateway_block(region, gw_addr),
-            if std::env::var_os("BENCH_AUDIT_ASYNC").is_some() {
-                "[audit]\ndurable_before_response = false\n"
-            } else {
-                ""
-            },
+            &(workers("BENCH_AGENT_WORKERS")
+                + if std::env::var_os("BENCH_AUDIT_ASYNC").is_some() {
+                    "[audit]\ndurable_before_response = false\n"
+                } else {
+                    ""
+                }),
         )
         .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
         .replace(FAST_QUIC, ""),
@@ -154,7 +164,6 @@ async fn main() {
     .unwrap();
     let agent = Proc(
         std::process::Command::new(agent_bin())
-            .envs(std::env::var("BENCH_AGENT_WORKERS").map(|w| ("TOKIO_WORKER_THREADS", w)))
             .args(["--log-level", "warn", "run", "--config"])
             .arg(&agent_cfg)
             .stderr(std::process::Stdio::null())
