@@ -39,6 +39,37 @@ fn notified_until(
     seen
 }
 
+/// Starts a long streaming chat completion at `url`, checks it was accepted
+/// (from `region`, when given), and lets 300 ms of it flow.
+async fn stream_in_flight(
+    url: &str,
+    region: Option<&str>,
+) -> tokio::task::JoinHandle<Result<bytes::Bytes, hyper::Error>> {
+    let resp = request("POST", url, &chat("story", true), &[]).await;
+    assert_eq!(resp.status(), 200);
+    if let Some(r) = region {
+        assert_eq!(resp.headers()["x-residency-region"], r);
+    }
+    let streaming =
+        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    streaming
+}
+
+/// The stream ended cleanly with `[DONE]` and no error event.
+async fn assert_stream_completed(
+    streaming: tokio::task::JoinHandle<Result<bytes::Bytes, hyper::Error>>,
+    when: &str,
+) {
+    let body = streaming
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the stream failed {when}: {e}"));
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert!(!body.contains("event: error"), "{body}");
+}
+
 /// Sends public requests every 100 ms for up to 5 s until one is answered
 /// from `region`; every one must succeed.
 async fn answered_from(url: &str, region: &str) -> bool {
@@ -100,17 +131,7 @@ async fn sighup_reloads_trusted_keys_while_a_stream_keeps_flowing() {
     assert_eq!(status.as_u16(), 200);
 
     // A long stream is in flight while the config changes and SIGHUP lands.
-    let resp = request(
-        "POST",
-        &format!("{}/chat/completions", agent.base),
-        &chat("story", true),
-        &[],
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let streaming =
-        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let streaming = stream_in_flight(&format!("{}/chat/completions", agent.base), None).await;
     let cfg = std::fs::read_to_string(&agent.config).unwrap();
     std::fs::write(&agent.config, cfg.replace("a.pub", "b.pub")).unwrap();
     signal(&agent.proc, "-HUP");
@@ -131,13 +152,7 @@ async fn sighup_reloads_trusted_keys_while_a_stream_keeps_flowing() {
         }
     }
     assert!(accepted, "after SIGHUP the new trusted key was not used");
-    let body = streaming
-        .await
-        .unwrap()
-        .expect("the stream survived the reload");
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-    assert!(!body.contains("event: error"));
+    assert_stream_completed(streaming, "during the reload").await;
     // A broken config on SIGHUP changes nothing and keeps serving.
     std::fs::write(&agent.config, "this is not toml").unwrap();
     signal(&agent.proc, "-HUP");
@@ -170,24 +185,9 @@ async fn sigterm_drains_a_streaming_response_then_exits() {
     notified_until(&notify, "READY=1 and WATCHDOG=1 from the agent", |s| {
         s.contains("READY=1") && s.contains("WATCHDOG=1")
     });
-    let resp = request(
-        "POST",
-        &format!("{}/chat/completions", agent.base),
-        &chat("story", true),
-        &[],
-    )
-    .await;
-    assert_eq!(resp.status(), 200);
-    let streaming =
-        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let streaming = stream_in_flight(&format!("{}/chat/completions", agent.base), None).await;
     signal(&agent.proc, "-TERM");
-    let body = streaming
-        .await
-        .unwrap()
-        .expect("the stream completed during the drain");
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_stream_completed(streaming, "during the drain").await;
     // New connections are no longer accepted.
     let t = std::time::Instant::now();
     let status = loop {
@@ -281,12 +281,7 @@ async fn sighup_applies_gateway_and_routing_changes_while_a_stream_on_a_removed_
     let a = send("POST", &url, &chat("hello", false)).await;
     assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
     // A long public stream on N. Virginia is in flight...
-    let resp = request("POST", &url, &chat("story", true), &[]).await;
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-residency-region"], "aws:us-east-1");
-    let streaming =
-        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let streaming = stream_in_flight(&url, Some("aws:us-east-1")).await;
     // ...when the config drops that gateway and makes Mumbai the default.
     let us = fleet.gateways[2].as_ref().unwrap();
     assert_eq!(us.region().as_str(), "aws:us-east-1");
@@ -310,13 +305,7 @@ async fn sighup_applies_gateway_and_routing_changes_while_a_stream_on_a_removed_
     }
     assert_eq!(fleet.provider("aws:us-east-1").received().len(), before);
     // The stream on the removed gateway completed.
-    let body = streaming
-        .await
-        .unwrap()
-        .expect("the stream survived the reload");
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-    assert!(!body.contains("event: error"), "{body}");
+    assert_stream_completed(streaming, "during the reload").await;
     // Putting it back connects it again and routes to it.
     std::fs::write(&agent.config, &original).unwrap();
     signal(&agent.proc, "-HUP");
@@ -381,11 +370,7 @@ async fn sighup_reloads_the_gateway_without_dropping_its_agents() {
     .unwrap();
     assert!(agent.wait_connected(Duration::from_secs(10)).await);
     let url = format!("{}/chat/completions", agent.base_url());
-    let resp = request("POST", &url, &chat("story", true), &[]).await;
-    assert_eq!(resp.status(), 200);
-    let streaming =
-        tokio::spawn(async move { resp.into_body().collect().await.map(|c| c.to_bytes()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let streaming = stream_in_flight(&url, None).await;
     // New provider endpoint, stricter re-check.
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
@@ -406,12 +391,7 @@ async fn sighup_reloads_the_gateway_without_dropping_its_agents() {
         switched,
         "after SIGHUP the gateway did not use the new upstream"
     );
-    let body = streaming
-        .await
-        .unwrap()
-        .expect("the stream survived the gateway's reload");
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    assert_stream_completed(streaming, "during the gateway's reload").await;
     // The new [recheck] applies: internal data (an IFSC code), which the
     // agent sends to its default region, is now refused by the gateway.
     let a = send("POST", &url, &chat("Branch IFSC SBIN0001234", false)).await;
