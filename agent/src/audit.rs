@@ -476,6 +476,19 @@ pub(crate) mod test_support {
         }
     }
 
+    /// A new chain of `n` records in a temporary directory.
+    pub(crate) fn chain(n: u64) -> (tempfile::TempDir, AuditLog) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        fill(&log, n);
+        (dir, log)
+    }
+
+    /// Record `seq` as stored.
+    pub(crate) fn get(log: &AuditLog, seq: u64) -> record::AuditRecord {
+        record::AuditRecord::decode(&log.tree().get(record_key(seq)).unwrap().unwrap()).unwrap()
+    }
+
     /// Appends `n` records synchronously (bypassing the writer), times
     /// `1000 * i` ms.
     pub(crate) fn fill(log: &AuditLog, n: u64) {

@@ -149,20 +149,9 @@ fn decode(key: &[u8], value: &[u8]) -> Result<AuditRecord, ChainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::test_support::{fill, sample};
+    use crate::audit::test_support::{chain, get, sample};
     use crate::audit::verify::verify;
     use crate::audit::writer::AuditWriter;
-
-    fn chain(n: u64) -> (tempfile::TempDir, AuditLog) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path()).unwrap();
-        fill(&log, n);
-        (dir, log)
-    }
-
-    fn get(log: &AuditLog, seq: u64) -> AuditRecord {
-        AuditRecord::decode(&log.tree().get(record_key(seq)).unwrap().unwrap()).unwrap()
-    }
 
     #[test]
     fn prune_by_count_keeps_the_chain_verifiable() {

@@ -310,18 +310,7 @@ fn unexpected(key: &[u8]) -> ChainError {
 mod tests {
     use super::*;
     use crate::audit::record_key;
-    use crate::audit::test_support::{fill, sample};
-
-    fn chain(n: u64) -> (tempfile::TempDir, AuditLog) {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(dir.path()).unwrap();
-        fill(&log, n);
-        (dir, log)
-    }
-
-    fn get(log: &AuditLog, seq: u64) -> AuditRecord {
-        AuditRecord::decode(&log.tree().get(record_key(seq)).unwrap().unwrap()).unwrap()
-    }
+    use crate::audit::test_support::{chain, get, sample};
 
     fn put(log: &AuditLog, key: u64, rec: &AuditRecord) {
         log.tree()
