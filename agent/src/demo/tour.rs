@@ -11,6 +11,9 @@ use hyper_util::rt::TokioExecutor;
 use super::{Demo, DEMO_DEFAULT_REGION};
 use crate::ingress::{HDR_DECISION, HDR_ENDPOINT, HDR_REGION, HDR_REQUEST_ID, HDR_TIER};
 
+/// A public prompt: nothing in it is sensitive.
+const HAIKU: &str = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Write a haiku about the monsoon"}]}"#;
+
 /// What came back for one request.
 #[derive(Debug)]
 pub struct Answer {
@@ -153,12 +156,7 @@ pub async fn run(demo: &Demo) -> bool {
         }),
     );
 
-    let r = send(
-        "POST",
-        &chat,
-        Some(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Write a haiku about the monsoon"}]}"#),
-    )
-    .await;
+    let r = send("POST", &chat, Some(HAIKU)).await;
     t.step(
         "plain chat completion",
         r.and_then(|a| {
@@ -304,12 +302,7 @@ pub async fn run(demo: &Demo) -> bool {
         "signed policy pushed to the Mumbai gateway reaches the agent",
         r,
     );
-    let r = send(
-        "POST",
-        &chat,
-        Some(r#"{"model":"mock-gpt","messages":[{"role":"user","content":"Write a haiku about the monsoon"}]}"#),
-    )
-    .await;
+    let r = send("POST", &chat, Some(HAIKU)).await;
     t.step(
         "after the push, public prompts stay in India too",
         r.and_then(|a| {
