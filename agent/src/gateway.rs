@@ -407,30 +407,18 @@ async fn serve_stream(
             return;
         }
     };
-    if let Frame::Ping { nonce } = frame {
-        let mut send = send;
-        if let Some(s) = send.stream() {
-            if write_frame(s, &state.codec, &Frame::Pong { nonce })
-                .await
-                .is_ok()
-            {
-                send.finish();
-            }
-        }
-        return;
-    }
-    if matches!(peer, Identity::Gateway(_)) {
-        // The gateway's own certificate is good for liveness probes only.
-        refuse(
-            send,
-            &state.codec,
-            ErrorCode::BadRequest,
-            "a gateway identity may only probe".into(),
-        )
-        .await;
-        return;
-    }
     match frame {
+        Frame::Ping { nonce } => answer(send, &state.codec, &Frame::Pong { nonce }).await,
+        // The gateway's own certificate is good for liveness probes only.
+        _ if matches!(peer, Identity::Gateway(_)) => {
+            refuse(
+                send,
+                &state.codec,
+                ErrorCode::BadRequest,
+                "a gateway identity may only probe".into(),
+            )
+            .await
+        }
         Frame::Hello(_) => control(send, FrameStream::new(recv, state.codec, rest), &state).await,
         Frame::RequestHead(head) => forward(send, recv, rest, head, &state).await,
         Frame::PolicyFetch { version } => serve_policy(send, version, &state).await,
@@ -500,17 +488,13 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
 }
 
 /// An agent fetches the bundle this gateway announced.
-async fn serve_policy(mut send: GuardedSend, version: u64, state: &State) {
+async fn serve_policy(send: GuardedSend, version: u64, state: &State) {
     match state.policy.current() {
         Some(p) if p.version == Some(version) => {
             let frame = Frame::PolicyBundle {
                 bundle: p.bundle.clone(),
             };
-            if let Some(s) = send.stream() {
-                if write_frame(s, &state.codec, &frame).await.is_ok() {
-                    send.finish();
-                }
-            }
+            answer(send, &state.codec, &frame).await;
         }
         other => {
             let newest = other.and_then(|p| p.version);
@@ -536,28 +520,24 @@ async fn accept_push(send: GuardedSend, bundle: Vec<u8>, state: &Arc<State>, pee
     match installed {
         Ok(Ok(version)) => {
             info!(peer = %peer, version, "policy pushed");
-            let mut send = send;
-            if let Some(s) = send.stream() {
-                if write_frame(s, &state.codec, &Frame::PolicyAck { version })
-                    .await
-                    .is_ok()
-                {
-                    send.finish();
-                }
-            }
+            answer(send, &state.codec, &Frame::PolicyAck { version }).await;
         }
         Ok(Err(e)) => refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await,
         Err(e) => refuse(send, &state.codec, ErrorCode::Internal, e.to_string()).await,
     }
 }
 
-async fn refuse(mut send: GuardedSend, codec: &Codec, code: ErrorCode, message: String) {
-    let frame = Frame::Error(ErrorFrame { code, message });
+/// Answers a stream with one frame and finishes it.
+async fn answer(mut send: GuardedSend, codec: &Codec, frame: &Frame) {
     if let Some(s) = send.stream() {
-        if write_frame(s, codec, &frame).await.is_ok() {
+        if write_frame(s, codec, frame).await.is_ok() {
             send.finish();
         }
     }
+}
+
+async fn refuse(send: GuardedSend, codec: &Codec, code: ErrorCode, message: String) {
+    answer(send, codec, &Frame::Error(ErrorFrame { code, message })).await;
 }
 
 /// The gateway's own judgement of a request, whatever the agent decided: the
