@@ -75,6 +75,20 @@ pub struct Ingress {
     pub(crate) max_body: usize,
 }
 
+impl Ingress {
+    /// A region's jurisdiction: the built-in catalogue, then the policy's
+    /// `[[region]]`s, then the config's.
+    fn jurisdiction(
+        &self,
+        policy: Option<&crate::policy::Policy>,
+        r: &residency_proto::RegionId,
+    ) -> Option<residency_proto::Jurisdiction> {
+        policy
+            .and_then(|p| p.jurisdiction_of(r))
+            .or_else(|| self.catalogue.jurisdiction(r))
+    }
+}
+
 /// The OpenAI API paths the agent serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ApiPath {
@@ -331,12 +345,8 @@ async fn process(
     .map_err(|e| e.with_policy(&policy_label))?;
     draft.tier = tier.as_str().to_owned();
     // A conversation that carried restricted data stays where it went.
-    let jurisdiction_of = |r: &residency_proto::RegionId| {
-        policy
-            .as_ref()
-            .and_then(|p| p.policy.jurisdiction_of(r))
-            .or_else(|| ingress.catalogue.jurisdiction(r))
-    };
+    let jurisdiction_of =
+        |r: &residency_proto::RegionId| ingress.jurisdiction(policy.as_ref().map(|p| &p.policy), r);
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let pin_key = crate::route::pin::Pins::key(
         header("x-residency-session"),
@@ -693,8 +703,7 @@ fn decide(
         Decision::Allow(set) => Ok((
             RouteChoice {
                 allowed: set.ordered(&ingress.router.candidates(), |r| {
-                    p.jurisdiction_of(r)
-                        .or_else(|| ingress.catalogue.jurisdiction(r))
+                    ingress.jurisdiction(Some(p), r)
                 }),
                 rule: eval.rule,
             },
