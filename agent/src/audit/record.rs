@@ -147,35 +147,30 @@ impl NewRecord {
     /// reduced to `[A-Za-z0-9_.:/@+-]` (anything else becomes `_`), the
     /// query string dropped, lists capped.
     pub fn bounded(mut self) -> NewRecord {
-        self.request_id = token(&self.request_id, MAX_ID);
-        self.app = self.app.as_deref().map(name);
-        self.client = self.client.as_deref().map(name);
-        self.method = name(&self.method);
-        let path = self
-            .path
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        self.path = token(&path, MAX_PATH);
-        self.model = self.model.as_deref().map(|m| token(m, MAX_ID));
-        self.tier = name(&self.tier);
+        token(&mut self.request_id, MAX_ID);
+        self.app.iter_mut().for_each(name);
+        self.client.iter_mut().for_each(name);
+        name(&mut self.method);
+        if let Some(end) = self.path.find(['?', '#']) {
+            self.path.truncate(end);
+        }
+        token(&mut self.path, MAX_PATH);
+        self.model.iter_mut().for_each(|m| token(m, MAX_ID));
+        name(&mut self.tier);
         self.entities.truncate(MAX_LIST);
         for (kind, _) in &mut self.entities {
-            *kind = name(kind);
+            name(kind);
         }
         self.unscannable.truncate(MAX_LIST);
-        for part in &mut self.unscannable {
-            *part = name(part);
-        }
-        self.subject_country = self.subject_country.as_deref().map(name);
-        self.country_source = name(&self.country_source);
-        self.policy_label = name(&self.policy_label);
-        self.rule = name(&self.rule);
-        self.decision = name(&self.decision);
-        self.region = self.region.as_deref().map(name);
-        self.endpoint = self.endpoint.as_deref().map(|e| token(e, MAX_ID));
-        self.outcome = name(&self.outcome);
+        self.unscannable.iter_mut().for_each(name);
+        self.subject_country.iter_mut().for_each(name);
+        name(&mut self.country_source);
+        name(&mut self.policy_label);
+        name(&mut self.rule);
+        name(&mut self.decision);
+        self.region.iter_mut().for_each(name);
+        self.endpoint.iter_mut().for_each(|e| token(e, MAX_ID));
+        name(&mut self.outcome);
         self
     }
 }
@@ -184,8 +179,30 @@ impl AuditRecord {
     /// Makes record `seq` from `new` (after [`NewRecord::bounded`]), linked
     /// to `prev_hash`, with its hash computed.
     pub fn seal(new: NewRecord, seq: u64, prev_hash: [u8; 32]) -> AuditRecord {
+        let mut rec = Self::link(new, seq, prev_hash);
+        rec.hash = rec.compute_hash();
+        rec
+    }
+
+    /// [`AuditRecord::seal`] and its storage encoding, encoding once.
+    pub(crate) fn seal_encoded(
+        new: NewRecord,
+        seq: u64,
+        prev_hash: [u8; 32],
+    ) -> Result<(AuditRecord, Vec<u8>), postcard::Error> {
+        let mut rec = Self::link(new, seq, prev_hash);
+        let mut bytes = rec.encode()?;
+        // `hash` is encoded last, as 32 raw bytes (see `compute_hash`).
+        let body = bytes.len() - 32;
+        rec.hash = hash_body(&bytes[..body]);
+        bytes[body..].copy_from_slice(&rec.hash);
+        Ok((rec, bytes))
+    }
+
+    /// `new`, bounded, as record `seq` after `prev_hash`, not yet hashed.
+    fn link(new: NewRecord, seq: u64, prev_hash: [u8; 32]) -> AuditRecord {
         let n = new.bounded();
-        let mut rec = AuditRecord {
+        AuditRecord {
             seq,
             time_ms: n.time_ms,
             request_id: n.request_id,
@@ -212,9 +229,7 @@ impl AuditRecord {
             outcome: n.outcome,
             prev_hash,
             hash: [0; 32],
-        };
-        rec.hash = rec.compute_hash();
-        rec
+        }
     }
 
     /// The hash this record's content should have (compare with `hash`).
@@ -226,10 +241,7 @@ impl AuditRecord {
         // verifies.
         let mut body = self.encode().unwrap_or_default();
         body.truncate(body.len().saturating_sub(32));
-        let mut h = Sha256::new();
-        h.update(HASH_DOMAIN);
-        h.update(&body);
-        h.finalize().into()
+        hash_body(&body)
     }
 
     /// The storage encoding (postcard).
@@ -243,36 +255,47 @@ impl AuditRecord {
     }
 }
 
+/// The record hash of an encoded body (the encoding without `hash`).
+fn hash_body(body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(HASH_DOMAIN);
+    h.update(body);
+    h.finalize().into()
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary.
-fn clip(s: &str, max: usize) -> String {
+fn clip(s: &mut String, max: usize) {
     if s.len() <= max {
-        return s.to_owned();
+        return;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    s.truncate(end);
 }
 
 /// A name: at most [`MAX_NAME`] bytes of [`token`].
-fn name(s: &str) -> String {
+fn name(s: &mut String) {
     token(s, MAX_NAME)
 }
 
-/// `s` clipped to `max` bytes, with anything outside `[A-Za-z0-9_.:/@+-]`
-/// (spaces, quotes, control characters, non-ASCII) replaced by `_`.
-fn token(s: &str, max: usize) -> String {
-    clip(s, max)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.:/@+-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// Whether `c` may stay in a stored string.
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "_.:/@+-".contains(c)
+}
+
+/// Clips `s` to `max` bytes and replaces anything outside
+/// `[A-Za-z0-9_.:/@+-]` (spaces, quotes, control characters, non-ASCII)
+/// with `_`. A string that is already clean is left in place.
+fn token(s: &mut String, max: usize) {
+    clip(s, max);
+    if !s.chars().all(allowed) {
+        *s = s
+            .chars()
+            .map(|c| if allowed(c) { c } else { '_' })
+            .collect();
+    }
 }
 
 /// Serialises a hash as lowercase hex for JSON, as 32 raw bytes for postcard.
@@ -408,7 +431,32 @@ mod tests {
 
     #[test]
     fn clip_respects_char_boundaries() {
-        assert_eq!(clip("ab€", 3), "ab");
-        assert_eq!(clip("abc", 3), "abc");
+        let clipped = |s: &str, max| {
+            let mut s = s.to_owned();
+            clip(&mut s, max);
+            s
+        };
+        assert_eq!(clipped("ab€", 3), "ab");
+        assert_eq!(clipped("abc", 3), "abc");
+        let tokened = |s: &str, max| {
+            let mut s = s.to_owned();
+            token(&mut s, max);
+            s
+        };
+        assert_eq!(tokened("aws:ap-south-1", 64), "aws:ap-south-1");
+        assert_eq!(tokened("a b\"é€", 64), "a_b___");
+        assert_eq!(tokened("ab€cd", 4), "ab");
+        assert_eq!(tokened("ab€cd", 5), "ab_");
+    }
+
+    #[test]
+    fn the_stored_bytes_are_the_sealed_record() {
+        let (rec, bytes) = AuditRecord::seal_encoded(sample(5, 1), 1, GENESIS_HASH).unwrap();
+        assert_eq!(rec, AuditRecord::seal(sample(5, 1), 1, GENESIS_HASH));
+        assert_eq!(bytes, rec.encode().unwrap());
+        assert_eq!(
+            AuditRecord::decode(&bytes).unwrap().compute_hash(),
+            rec.hash
+        );
     }
 }

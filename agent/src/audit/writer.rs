@@ -193,8 +193,8 @@ pub(crate) fn commit(
     let mut next = state;
     for new in recs {
         let seq = next.seq + 1;
-        let rec = AuditRecord::seal(new, seq, next.hash);
-        batch.insert(&record_key(seq), rec.encode()?);
+        let (rec, bytes) = AuditRecord::seal_encoded(new, seq, next.hash)?;
+        batch.insert(&record_key(seq), bytes);
         next = ChainState {
             seq,
             hash: rec.hash,
