@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use residency_agent::audit::{AuditLog, AuditWriter, NewRecord};
+use residency_tests::{cpu_secs, seconds_per_run};
 
 fn record(i: u64) -> NewRecord {
     NewRecord {
@@ -45,16 +46,6 @@ fn record(i: u64) -> NewRecord {
         latency_ms: 1.25,
         outcome: "complete".into(),
     }
-}
-
-/// CPU seconds (user + system) this process has used so far.
-fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
 }
 
 async fn durable(
@@ -90,11 +81,8 @@ async fn durable(
 
 #[tokio::main]
 async fn main() {
-    let secs: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let dur = Duration::from_secs(secs);
+    let dur = seconds_per_run();
+    let secs = dur.as_secs();
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path()).unwrap();
     let (writer, _task) = AuditWriter::spawn(log).unwrap();
@@ -105,9 +93,13 @@ async fn main() {
     );
     println!("mode                 conc   records/s  per group   p50 ms   p99 ms  CPU us/record");
     for concurrency in [1, 16, 64] {
-        let (before, cpu0, t0) = (writer.stats(), cpu_secs(), Instant::now());
+        let (before, cpu0, t0) = (writer.stats(), cpu_secs(std::process::id()), Instant::now());
         let (n, lat) = durable(&writer, concurrency, dur).await;
-        let (after, cpu, elapsed) = (writer.stats(), cpu_secs() - cpu0, t0.elapsed());
+        let (after, cpu, elapsed) = (
+            writer.stats(),
+            cpu_secs(std::process::id()) - cpu0,
+            t0.elapsed(),
+        );
         let groups = (after.batches - before.batches).max(1);
         let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
         println!(
@@ -121,7 +113,7 @@ async fn main() {
     }
 
     // Hand-over without waiting, at a fixed rate of 10,000 records/s.
-    let (before, cpu0, t0) = (writer.stats(), cpu_secs(), Instant::now());
+    let (before, cpu0, t0) = (writer.stats(), cpu_secs(std::process::id()), Instant::now());
     let mut n = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     while t0.elapsed() < dur {
@@ -135,7 +127,7 @@ async fn main() {
     while writer.stats().records - before.records < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (after, cpu) = (writer.stats(), cpu_secs() - cpu0);
+    let (after, cpu) = (writer.stats(), cpu_secs(std::process::id()) - cpu0);
     println!(
         "append_later 10k/s      - {:>11.0} {:>10.1} {:>8} {:>8} {:>14.1}",
         n as f64 / t0.elapsed().as_secs_f64(),
