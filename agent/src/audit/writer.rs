@@ -83,9 +83,9 @@ enum Command {
     Append {
         rec: Box<NewRecord>,
         since: Instant,
-        reply: oneshot::Sender<Result<u64, AuditError>>,
-        /// A caller is waiting for this record to be durable.
-        urgent: bool,
+        /// Who waits for the record to be durable; `None` for
+        /// [`AuditWriter::append_later`].
+        reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -111,7 +111,17 @@ pub(crate) struct ChainState {
 
 struct Pending {
     since: Instant,
-    reply: oneshot::Sender<Result<u64, AuditError>>,
+    reply: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+impl Command {
+    fn append(rec: NewRecord, reply: Option<oneshot::Sender<Result<u64, AuditError>>>) -> Self {
+        Command::Append {
+            rec: Box::new(rec),
+            since: Instant::now(),
+            reply,
+        }
+    }
 }
 
 impl ChainState {
@@ -245,41 +255,33 @@ impl AuditWriter {
     /// module doc for exactly what that means).
     pub async fn append(&self, rec: NewRecord) -> Result<u64, AuditError> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Append {
-            rec: Box::new(rec),
-            since: Instant::now(),
-            reply,
-            urgent: true,
-        };
         self.tx
-            .send(cmd)
+            .send(Command::append(rec, Some(reply)))
             .await
             .map_err(|_| AuditError::WriterClosed)?;
         rx.await.map_err(|_| AuditError::WriterClosed)?
     }
 
     /// Appends a record without waiting for it: it joins the next group,
-    /// which may linger to collect more (fewer fsyncs under load). A failure
-    /// is logged. For records nobody waits on (`durable_before_response =
-    /// false`, cancelled requests).
+    /// which may linger to collect more (fewer fsyncs under load). A failed
+    /// group is logged by the writer. For records nobody waits on
+    /// (`durable_before_response = false`, cancelled requests).
     pub fn append_later(&self, rec: NewRecord) {
-        let (reply, rx) = oneshot::channel();
-        let cmd = Command::Append {
-            rec: Box::new(rec),
-            since: Instant::now(),
-            reply,
-            urgent: false,
-        };
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            // A failed send drops the reply sender, so `rx` reports it.
-            let _ = tx.send(cmd).await;
-            match rx.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "audit record not written"),
-                Err(_) => tracing::warn!("audit record not written: the writer is closed"),
+        match self.tx.try_send(Command::append(rec, None)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                // The queue is full: wait for room off the request path.
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if tx.send(cmd).await.is_err() {
+                        tracing::warn!("audit record not written: the writer is closed");
+                    }
+                });
             }
-        });
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("audit record not written: the writer is closed");
+            }
+        }
     }
 
     /// Stops the writer after making every record appended before (and
@@ -386,15 +388,10 @@ struct Group {
 impl Group {
     fn take(&mut self, cmd: Command, closing: &mut Vec<oneshot::Sender<()>>) {
         match cmd {
-            Command::Append {
-                rec,
-                since,
-                reply,
-                urgent,
-            } => {
+            Command::Append { rec, since, reply } => {
                 self.recs.push(*rec);
+                self.urgent |= reply.is_some();
                 self.waiters.push(Pending { since, reply });
-                self.urgent |= urgent;
             }
             Command::Shutdown { reply } => closing.push(reply),
         }
@@ -430,15 +427,17 @@ async fn write_group(
             stats.max_lag_us.fetch_max(lag_us, Ordering::Relaxed);
             for (seq, w) in (state.seq + 1..).zip(waiters) {
                 // A handler that gave up waiting still has its record kept.
-                let _ = w.reply.send(Ok(seq));
+                if let Some(reply) = w.reply {
+                    let _ = reply.send(Ok(seq));
+                }
             }
             Some(next)
         }
         Err(reason) => {
             error!(records = n, error = %reason, "audit batch not durable; audit writer stopped");
             stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-            for w in waiters {
-                let _ = w.reply.send(Err(AuditError::BatchFailed {
+            for reply in waiters.into_iter().filter_map(|w| w.reply) {
+                let _ = reply.send(Err(AuditError::BatchFailed {
                     reason: reason.clone(),
                 }));
             }
