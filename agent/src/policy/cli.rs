@@ -265,7 +265,7 @@ pub fn test(
         tier_floor: labels.tier_floor,
         unscannable,
     };
-    let eval = policy.evaluate(&facts);
+    let eval = policy.explain(&facts);
 
     match &eval.decision {
         Decision::Allow(set) => {

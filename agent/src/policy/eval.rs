@@ -222,57 +222,66 @@ impl AllowSet {
 impl Policy {
     /// Evaluates the policy: the first rule whose every condition holds decides,
     /// else the default. Pure and deterministic.
+    /// The reasons are not written down (`trace` is empty): this is the
+    /// request path's call. [`Policy::explain`] gives the same decision with
+    /// its reasons.
     pub fn evaluate(&self, facts: &RequestFacts<'_>) -> Evaluation {
-        let mut trace = Vec::new();
+        self.decide(facts, false)
+    }
+
+    /// [`Policy::evaluate`], with `trace` saying why each rule before the
+    /// deciding one did not match, and why that one did.
+    pub fn explain(&self, facts: &RequestFacts<'_>) -> Evaluation {
+        self.decide(facts, true)
+    }
+
+    fn decide(&self, facts: &RequestFacts<'_>, explain: bool) -> Evaluation {
+        let mut trace = Trace::new(explain);
         let mut tier = facts.tier;
-        trace.push(format!("classified tier: {tier}"));
+        trace.push(|| format!("classified tier: {tier}"));
         if let Some(floor) = facts.tier_floor {
             if floor > tier {
-                trace.push(format!(
-                    "tier raised to {floor} by the app's {TIER_HEADER} floor"
-                ));
+                trace.push(|| format!("tier raised to {floor} by the app's {TIER_HEADER} floor"));
                 tier = floor;
             } else {
-                trace.push(format!(
-                    "{TIER_HEADER} floor {floor} does not lower the tier {tier}"
-                ));
+                trace
+                    .push(|| format!("{TIER_HEADER} floor {floor} does not lower the tier {tier}"));
             }
         }
         if facts.unscannable && self.unscannable_tier > tier {
             tier = self.unscannable_tier;
-            trace.push(format!(
-                "tier raised to {tier}: the request has content that cannot be scanned"
-            ));
+            trace.push(|| {
+                format!("tier raised to {tier}: the request has content that cannot be scanned")
+            });
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            match check(rule, facts, tier) {
+            match check(rule, facts, tier, explain) {
                 Ok(why) => {
-                    trace.push(format!(
-                        "rule[{i}] {:?}: matched: {why}; {}",
-                        rule.name,
-                        describe(&rule.action)
-                    ));
+                    trace.push(|| {
+                        format!(
+                            "rule[{i}] {:?}: matched: {why}; {}",
+                            rule.name,
+                            describe(&rule.action)
+                        )
+                    });
                     return Evaluation {
                         decision: rule.action.clone(),
                         rule: rule.name.clone(),
                         rule_index: Some(i),
                         effective_tier: tier,
-                        trace,
+                        trace: trace.lines,
                     };
                 }
-                Err(why) => trace.push(format!("rule[{i}] {:?}: no match: {why}", rule.name)),
+                Err(why) => trace.push(|| format!("rule[{i}] {:?}: no match: {why}", rule.name)),
             }
         }
-        trace.push(format!(
-            "no rule matched; default: {}",
-            describe(&self.default)
-        ));
+        trace.push(|| format!("no rule matched; default: {}", describe(&self.default)));
         Evaluation {
             decision: self.default.clone(),
             rule: "default".into(),
             rule_index: None,
             effective_tier: tier,
-            trace,
+            trace: trace.lines,
         }
     }
 
@@ -357,80 +366,133 @@ fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
     items.iter().map(f).collect::<Vec<_>>().join(", ")
 }
 
-/// `Ok(why it matched)` or `Err(the first condition that failed)`.
-fn check(rule: &Rule, facts: &RequestFacts<'_>, tier: Tier) -> Result<String, String> {
+/// The reasons of an evaluation, formatted only when someone will read them.
+struct Trace {
+    explain: bool,
+    lines: Vec<String>,
+}
+
+impl Trace {
+    fn new(explain: bool) -> Trace {
+        Trace {
+            explain,
+            lines: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.explain {
+            self.lines.push(line());
+        }
+    }
+
+    /// `line()` when explaining, else an empty string (nothing formatted).
+    fn say(&self, line: impl FnOnce() -> String) -> String {
+        if self.explain {
+            line()
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// `Ok(why it matched)` or `Err(the first condition that failed)`; the
+/// reasons are empty unless `explain`.
+fn check(
+    rule: &Rule,
+    facts: &RequestFacts<'_>,
+    tier: Tier,
+    explain: bool,
+) -> Result<String, String> {
     let m = &rule.when;
     // A deny rule matches when a condition cannot be decided (fail closed).
     let is_deny = matches!(rule.action, Decision::Deny { .. });
-    let mut why = Vec::new();
+    let mut why = Trace::new(explain);
     match &m.tier {
         None => {}
         Some(TierMatch::AnyOf(tiers)) => {
-            let listed = list(tiers, |t| t.to_string());
+            let listed = || list(tiers, |t| t.to_string());
             if !tiers.contains(&tier) {
-                return Err(format!("tier {tier} is not in [{listed}]"));
+                return Err(why.say(|| format!("tier {tier} is not in [{}]", listed())));
             }
-            why.push(format!("tier {tier} in [{listed}]"));
+            why.push(|| format!("tier {tier} in [{}]", listed()));
         }
         Some(TierMatch::AtLeast(min)) => {
             if tier < *min {
-                return Err(format!("tier {tier} is below {min}"));
+                return Err(why.say(|| format!("tier {tier} is below {min}")));
             }
-            why.push(format!("tier {tier} is at least {min}"));
+            why.push(|| format!("tier {tier} is at least {min}"));
         }
     }
     if let Some(types) = &m.entities {
-        let listed = list(types, |t| t.clone());
+        let listed = || list(types, |t| t.clone());
         match facts
             .entities
             .iter()
             .find(|e| types.iter().any(|t| t == *e))
         {
-            Some(found) => why.push(format!("found entity {found} in [{listed}]")),
-            None => return Err(format!("no entity of [{listed}] found")),
+            Some(found) => why.push(|| format!("found entity {found} in [{}]", listed())),
+            None => return Err(why.say(|| format!("no entity of [{}] found", listed()))),
         }
     }
     if let Some(countries) = &m.subject_country {
-        let listed = list(countries, |c| match c {
-            CountryPattern::Code(j) => j.to_string(),
-            CountryPattern::Unknown => "unknown".into(),
-        });
+        let listed = || {
+            list(countries, |c| match c {
+                CountryPattern::Code(j) => j.to_string(),
+                CountryPattern::Unknown => "unknown".into(),
+            })
+        };
         let source = facts.subject_country_source.as_str();
         match facts.subject_country {
             Some(c) if countries.contains(&CountryPattern::Code(c)) => {
-                why.push(format!("subject country {c} (from {source}) in [{listed}]"));
+                why.push(|| format!("subject country {c} (from {source}) in [{}]", listed()));
             }
             Some(c) => {
-                return Err(format!(
-                    "subject country {c} (from {source}) is not in [{listed}]"
-                ))
+                return Err(why.say(|| {
+                    format!(
+                        "subject country {c} (from {source}) is not in [{}]",
+                        listed()
+                    )
+                }))
             }
             None if countries.contains(&CountryPattern::Unknown) => {
-                why.push(format!("subject country unknown, and [{listed}] lists unknown"));
+                why.push(|| format!("subject country unknown, and [{}] lists unknown", listed()));
             }
-            None if is_deny => why.push(format!(
-                "subject country unknown: a deny rule on [{listed}] matches when it cannot be decided"
-            )),
+            None if is_deny => why.push(|| {
+                format!(
+                    "subject country unknown: a deny rule on [{}] matches when it cannot be decided",
+                    listed()
+                )
+            }),
             None => {
-                return Err(format!(
-                    "subject country unknown, cannot show it is in [{listed}]"
-                ))
+                return Err(why.say(|| {
+                    format!(
+                        "subject country unknown, cannot show it is in [{}]",
+                        listed()
+                    )
+                }))
             }
         }
     }
     if let Some(apps) = &m.app {
-        let listed = list(apps, |a| a.clone());
+        let listed = || list(apps, |a| a.clone());
         match facts.app {
-            Some(a) if apps.iter().any(|x| x == a) => why.push(format!("app {a} in [{listed}]")),
-            Some(a) => return Err(format!("app {a} is not in [{listed}]")),
-            None => return Err(format!("no app identified; rule is for [{listed}]")),
+            Some(a) if apps.iter().any(|x| x == a) => {
+                why.push(|| format!("app {a} in [{}]", listed()));
+            }
+            Some(a) => return Err(why.say(|| format!("app {a} is not in [{}]", listed()))),
+            None => {
+                return Err(why.say(|| format!("no app identified; rule is for [{}]", listed())))
+            }
         }
     }
     if let Some(models) = &m.model {
-        let listed = list(models, |p| match p {
-            ModelPattern::Exact(s) => s.clone(),
-            ModelPattern::Prefix(s) => format!("{s}*"),
-        });
+        let listed = || {
+            list(models, |p| match p {
+                ModelPattern::Exact(s) => s.clone(),
+                ModelPattern::Prefix(s) => format!("{s}*"),
+            })
+        };
         match facts.model {
             Some(model) => {
                 let hit = models.iter().any(|p| match p {
@@ -438,21 +500,30 @@ fn check(rule: &Rule, facts: &RequestFacts<'_>, tier: Tier) -> Result<String, St
                     ModelPattern::Prefix(s) => model.starts_with(s.as_str()),
                 });
                 if !hit {
-                    return Err(format!("model {model} does not match [{listed}]"));
+                    return Err(why.say(|| format!("model {model} does not match [{}]", listed())));
                 }
-                why.push(format!("model {model} matches [{listed}]"));
+                why.push(|| format!("model {model} matches [{}]", listed()));
             }
-            None if is_deny => why.push(format!(
-                "no model named: a deny rule on [{listed}] matches when it cannot be decided"
-            )),
-            None => return Err(format!("no model named, cannot show it matches [{listed}]")),
+            None if is_deny => why.push(|| {
+                format!(
+                    "no model named: a deny rule on [{}] matches when it cannot be decided",
+                    listed()
+                )
+            }),
+            None => {
+                return Err(
+                    why.say(|| format!("no model named, cannot show it matches [{}]", listed()))
+                )
+            }
         }
     }
-    if why.is_empty() {
-        Ok("no conditions (matches every request)".into())
-    } else {
-        Ok(why.join(", "))
-    }
+    Ok(why.say(|| {
+        if why.lines.is_empty() {
+            "no conditions (matches every request)".into()
+        } else {
+            why.lines.join(", ")
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -525,6 +596,17 @@ mod tests {
                             };
                             let e = p.evaluate(&facts);
                             let ctx = format!("{facts:?} -> {e:?}");
+                            // Explaining changes nothing but the trace.
+                            let x = p.explain(&facts);
+                            assert!(e.trace.is_empty() && !x.trace.is_empty(), "{ctx}");
+                            assert_eq!(
+                                Evaluation {
+                                    trace: Vec::new(),
+                                    ..x
+                                },
+                                e,
+                                "{ctx}"
+                            );
                             assert_eq!(e.effective_tier, tier, "{ctx}");
                             let set = e.decision.allow_set().expect("baseline allows every tier");
                             let (rule, order) = match tier {
@@ -671,7 +753,7 @@ jurisdictions = ["*"]
     #[test]
     fn first_matching_rule_wins_and_trace_explains_earlier_rules() {
         let p = rich();
-        let e = p.evaluate(&RequestFacts {
+        let e = p.explain(&RequestFacts {
             entities: vec!["aadhaar"],
             subject_country: Some(Jurisdiction::IN),
             subject_country_source: CountrySource::SiteMap,
@@ -706,7 +788,7 @@ jurisdictions = ["*"]
         assert_eq!(e.rule, "no-legacy-models-for-personal-data");
         assert!(matches!(e.decision, Decision::Deny { ref reason } if reason.contains("legacy")));
         // Public data is below the deny rule's tier; unknown country: EU deny rule matches.
-        let e = p.evaluate(&RequestFacts {
+        let e = p.explain(&RequestFacts {
             model: Some("gpt-4o"),
             ..RequestFacts::new(Tier::Public)
         });
