@@ -2,12 +2,17 @@
 //! in its own sled database, so a compliance officer can prove months later
 //! where every request went and under which policy.
 //!
-//! Layout: one sled tree, `audit`. Records live under their sequence number
-//! as 8 big-endian bytes (seq starts at 1); two meta keys that begin with
-//! `0xff` (so they sort after every record key) hold the head (last seq and
-//! last hash) and the retention anchor (pruned up to seq, hash of the last
-//! pruned record). Records and the head are written in one atomic sled
-//! batch, so the head never points past what was written.
+//! Layout: one sled tree, `audit`. Records are stored in entries: an entry
+//! holds consecutive records back to back (each in its postcard storage
+//! encoding, which is self-delimiting) under the sequence number of its
+//! first record as 8 big-endian bytes (seq starts at 1). The writer stores
+//! each group it commits as entries of at most [`ENTRY_RECORDS`] records, so
+//! sled does its per-key work once per entry, not per record; a log written
+//! with one record per key is the same format. Two meta keys that begin
+//! with `0xff` (so they sort after every record key) hold the head (last
+//! seq and last hash) and the retention anchor (pruned up to seq, hash of
+//! the last pruned record). Entries and the head are written in one atomic
+//! sled batch, so the head never points past what was written.
 //!
 //! - [`record`]: the record type and its hash (nothing in it can hold a
 //!   prompt, an answer or a detected value).
@@ -62,6 +67,9 @@ const SLED_LOG_FILE: &str = "db";
 /// Every meta key starts with this byte; record keys are 8 bytes and never
 /// reach it (that would take 2^63 records).
 const META_PREFIX: u8 = 0xff;
+/// Most records the writer puts in one entry (a group of more is split),
+/// so a value stays a few tens of KiB.
+pub(crate) const ENTRY_RECORDS: usize = 64;
 /// Meta key of the [`Head`].
 const HEAD_KEY: &[u8] = b"\xffhead";
 /// Meta key of the retention [`Anchor`].
@@ -179,15 +187,41 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
     }
 }
 
-/// Key of the record with sequence number `seq`.
+/// Key of the entry whose first record has sequence number `seq`.
 pub(crate) fn record_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
-/// The sequence number a record key names, if it is a record key.
+/// The sequence number an entry key names, if it is an entry key.
 pub(crate) fn key_seq(key: &[u8]) -> Option<u64> {
     let be: [u8; 8] = key.try_into().ok()?;
     Some(u64::from_be_bytes(be))
+}
+
+/// The records of one stored entry, in order, each with its byte range in
+/// the value. Decoding stops at the first record that does not decode: what
+/// decoded before it is returned with the error (an empty value is one).
+pub(crate) fn decode_entry(
+    value: &[u8],
+) -> (
+    Vec<(record::AuditRecord, std::ops::Range<usize>)>,
+    Option<postcard::Error>,
+) {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        match postcard::take_from_bytes::<record::AuditRecord>(&value[at..]) {
+            Ok((rec, rest)) => {
+                let end = value.len() - rest.len();
+                out.push((rec, at..end));
+                at = end;
+                if at == value.len() {
+                    return (out, None);
+                }
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
 }
 
 /// The audit directory inside an agent's `state_dir`.
@@ -304,18 +338,41 @@ impl AuditLog {
         }
     }
 
-    /// Number of records currently stored (after pruning).
+    /// Number of records currently stored (after pruning); an entry that
+    /// does not decode counts the records before the damage.
     pub fn len(&self) -> usize {
         self.tree
             .range(..[META_PREFIX].as_slice())
-            .keys()
-            .filter(|k| k.is_ok())
-            .count()
+            .values()
+            .filter_map(Result::ok)
+            .map(|v| decode_entry(&v).0.len())
+            .sum()
     }
 
     /// Whether no record is stored.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.tree.range(..[META_PREFIX].as_slice()).next().is_none()
+    }
+
+    /// Record `seq` as stored, found in the entry that starts at or before
+    /// it; `None` if no entry holds it.
+    pub fn record(&self, seq: u64) -> Result<Option<record::AuditRecord>, AuditError> {
+        let Some(item) = self.tree.range(..=record_key(seq)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        let Some(first) = key_seq(&key) else {
+            return Ok(None);
+        };
+        let (recs, err) = decode_entry(&value);
+        let at = usize::try_from(seq - first).unwrap_or(usize::MAX);
+        match recs.into_iter().nth(at) {
+            Some((rec, _)) => Ok(Some(rec)),
+            None => match err {
+                Some(e) => Err(e.into()),
+                None => Ok(None),
+            },
+        }
     }
 
     /// Makes everything written so far durable: sled's `flush` writes its
@@ -486,7 +543,80 @@ pub(crate) mod test_support {
 
     /// Record `seq` as stored.
     pub(crate) fn get(log: &AuditLog, seq: u64) -> record::AuditRecord {
-        record::AuditRecord::decode(&log.tree().get(record_key(seq)).unwrap().unwrap()).unwrap()
+        log.record(seq).unwrap().unwrap()
+    }
+
+    /// The stored records by slot (entry key + position), as raw bytes.
+    pub(crate) fn slots(log: &AuditLog) -> std::collections::BTreeMap<u64, Vec<u8>> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in log.tree().range(..[META_PREFIX].as_slice()) {
+            let (key, value) = item.unwrap();
+            let first = key_seq(&key).unwrap();
+            let (recs, err) = decode_entry(&value);
+            assert!(err.is_none(), "slots() reads an undamaged store");
+            for (slot, (_, range)) in (first..).zip(recs) {
+                out.insert(slot, value[range].to_vec());
+            }
+        }
+        out
+    }
+
+    /// Replaces every entry with `slots`, packed into entries of up to
+    /// `per_entry` consecutive slots (a gap starts a new entry), as someone
+    /// editing the database would. Meta keys are left alone.
+    pub(crate) fn store_slots(
+        log: &AuditLog,
+        slots: &std::collections::BTreeMap<u64, Vec<u8>>,
+        per_entry: usize,
+    ) {
+        let keys: Vec<_> = log
+            .tree()
+            .range(..[META_PREFIX].as_slice())
+            .keys()
+            .map(Result::unwrap)
+            .collect();
+        for k in keys {
+            log.tree().remove(k).unwrap();
+        }
+        let mut entry: Option<(u64, u64, Vec<u8>, usize)> = None;
+        let flush = |e: Option<(u64, u64, Vec<u8>, usize)>| {
+            if let Some((first, _, value, _)) = e {
+                log.tree().insert(record_key(first), value).unwrap();
+            }
+        };
+        for (&slot, bytes) in slots {
+            entry = match entry.take() {
+                Some((first, last, mut value, n)) if last + 1 == slot && n < per_entry => {
+                    value.extend_from_slice(bytes);
+                    Some((first, slot, value, n + 1))
+                }
+                other => {
+                    flush(other);
+                    Some((slot, slot, bytes.clone(), 1))
+                }
+            };
+        }
+        flush(entry);
+    }
+
+    /// Stores `bytes` in slot `seq` (replacing what is there), repacking
+    /// the store in entries of 8.
+    pub(crate) fn put_raw(log: &AuditLog, seq: u64, bytes: Vec<u8>) {
+        let mut s = slots(log);
+        s.insert(seq, bytes);
+        store_slots(log, &s, 8);
+    }
+
+    /// Stores `rec` in slot `seq`.
+    pub(crate) fn put(log: &AuditLog, seq: u64, rec: &record::AuditRecord) {
+        put_raw(log, seq, rec.encode().unwrap());
+    }
+
+    /// Empties slot `seq`, repacking the store in entries of 8.
+    pub(crate) fn remove(log: &AuditLog, seq: u64) {
+        let mut s = slots(log);
+        s.remove(&seq);
+        store_slots(log, &s, 8);
     }
 
     /// Appends `n` records synchronously (bypassing the writer), times
@@ -528,6 +658,72 @@ mod tests {
         let err = AuditLog::open(dir.path()).unwrap_err();
         assert!(matches!(err, AuditError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("agent is probably running"));
+    }
+
+    /// The stored entries: (key seq, records in it).
+    fn entries(log: &AuditLog) -> Vec<(u64, Vec<u64>)> {
+        log.tree()
+            .range(..[META_PREFIX].as_slice())
+            .map(|item| {
+                let (k, v) = item.unwrap();
+                let (recs, err) = decode_entry(&v);
+                assert!(err.is_none());
+                (
+                    key_seq(&k).unwrap(),
+                    recs.iter().map(|(r, _)| r.seq).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_group_is_stored_as_entries_of_consecutive_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        test_support::fill(&log, 150);
+        let e = entries(&log);
+        let shape: Vec<(u64, usize)> = e.iter().map(|(k, r)| (*k, r.len())).collect();
+        assert_eq!(shape, [(1, ENTRY_RECORDS), (65, ENTRY_RECORDS), (129, 22)]);
+        for (k, recs) in &e {
+            assert_eq!(recs, &(*k..*k + recs.len() as u64).collect::<Vec<_>>());
+        }
+        // Each record's bytes are its sealed storage encoding.
+        let slots = test_support::slots(&log);
+        assert_eq!(slots.len(), 150);
+        for (seq, bytes) in &slots {
+            assert_eq!(bytes, &test_support::get(&log, *seq).encode().unwrap());
+        }
+        assert_eq!(log.len(), 150);
+        assert_eq!(log.record(151).unwrap(), None);
+        assert_eq!(log.record(64).unwrap().unwrap().seq, 64);
+        assert_eq!(log.record(65).unwrap().unwrap().seq, 65);
+    }
+
+    #[tokio::test]
+    async fn a_log_with_one_record_per_key_still_verifies_exports_and_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path()).unwrap();
+        test_support::fill(&log, 30);
+        // The layout before entries held groups: one record per key.
+        let slots = test_support::slots(&log);
+        test_support::store_slots(&log, &slots, 1);
+        assert_eq!(entries(&log).len(), 30);
+        assert_eq!(verify(&log).unwrap().records, 30);
+        let mut out = Vec::new();
+        assert_eq!(export(&log, None, None, &mut out).unwrap().records, 30);
+        let (w, task) = AuditWriter::spawn(log.clone()).unwrap();
+        assert_eq!(
+            w.append(test_support::sample(31_000, 31)).await.unwrap(),
+            31
+        );
+        w.shutdown().await;
+        task.await.unwrap();
+        let v = verify(&log).unwrap();
+        assert_eq!((v.records, v.last_seq), (31, Some(31)));
+        assert_eq!(entries(&log).last(), Some(&(31, vec![31])));
+        let r = prune(&log, None, Some(5), 1).unwrap();
+        assert_eq!((r.removed, r.remaining), (26, 5));
+        assert_eq!(verify(&log).unwrap().first_seq, Some(27));
     }
 
     #[test]

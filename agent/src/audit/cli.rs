@@ -390,7 +390,7 @@ mod tests {
         {
             let log = AuditLog::open(&audit_dir(state.path())).unwrap();
             fill(&log, 10);
-            log.tree().remove(crate::audit::record_key(4)).unwrap();
+            crate::audit::test_support::remove(&log, 4);
             log.sync().unwrap();
         }
         let mut out = Vec::new();

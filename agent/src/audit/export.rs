@@ -9,8 +9,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::record::AuditRecord;
-use super::{key_seq, AuditLog, META_PREFIX};
+use super::{decode_entry, key_seq, AuditLog, META_PREFIX};
 
 /// What an export wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,22 +65,30 @@ pub fn export(
     };
     for item in log.tree().range(..[META_PREFIX].as_slice()) {
         let (key, value) = item?;
-        let seq = key_seq(&key).unwrap_or(0);
-        let rec = AuditRecord::decode(&value).map_err(|e| ExportError::Undecodable {
-            seq,
-            reason: e.to_string(),
-        })?;
-        if since_ms.is_some_and(|s| rec.time_ms < s) || until_ms.is_some_and(|u| rec.time_ms >= u) {
-            continue;
+        let first = key_seq(&key).unwrap_or(0);
+        let (recs, err) = decode_entry(&value);
+        let decoded = recs.len() as u64;
+        for (rec, _) in recs {
+            if since_ms.is_some_and(|s| rec.time_ms < s)
+                || until_ms.is_some_and(|u| rec.time_ms >= u)
+            {
+                continue;
+            }
+            serde_json::to_writer(&mut out, &rec).map_err(|source| ExportError::Json {
+                seq: rec.seq,
+                source,
+            })?;
+            out.write_all(b"\n")?;
+            report.records += 1;
+            report.first_seq.get_or_insert(rec.seq);
+            report.last_seq = Some(rec.seq);
         }
-        serde_json::to_writer(&mut out, &rec).map_err(|source| ExportError::Json {
-            seq: rec.seq,
-            source,
-        })?;
-        out.write_all(b"\n")?;
-        report.records += 1;
-        report.first_seq.get_or_insert(rec.seq);
-        report.last_seq = Some(rec.seq);
+        if let Some(e) = err {
+            return Err(ExportError::Undecodable {
+                seq: first + decoded,
+                reason: e.to_string(),
+            });
+        }
     }
     out.flush()?;
     Ok(report)
@@ -103,6 +110,7 @@ pub fn export_log(
 mod tests {
     use super::*;
     use crate::audit::test_support::fill;
+    use crate::audit::AuditRecord;
 
     #[test]
     fn since_until_filter_by_time_and_lines_are_json() {

@@ -11,9 +11,9 @@
 
 use serde::Serialize;
 
-use super::record::{AuditRecord, GENESIS_HASH};
+use super::record::GENESIS_HASH;
 use super::retention::Anchor;
-use super::{key_seq, AuditError, AuditLog, META_PREFIX};
+use super::{decode_entry, key_seq, AuditError, AuditLog, META_PREFIX};
 use super::{ANCHOR_KEY, HEAD_KEY};
 
 /// What a successful verify covered.
@@ -32,7 +32,7 @@ pub struct VerifyReport {
 }
 
 /// Where and how the chain is broken. Every variant names the first bad
-/// record by seq (its sled key is that seq, 8 bytes big-endian).
+/// record by seq.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
     /// The record's content does not match its hash: it was modified.
@@ -56,14 +56,21 @@ pub enum ChainError {
         /// The record.
         seq: u64,
     },
-    /// The record stored under key `seq` claims another seq: records were
-    /// moved or swapped.
-    #[error("record {seq}: the key holds record {claims} (records were reordered or moved)")]
+    /// The record stored in slot `seq` (its entry's key plus its position in
+    /// the entry) claims another seq: records were moved or swapped.
+    #[error("record {seq}: its place holds record {claims} (records were reordered or moved)")]
     Reordered {
         /// The key's seq.
         seq: u64,
         /// The seq inside the stored record.
         claims: u64,
+    },
+    /// An entry starts inside the range of the entry before it: records
+    /// were stored twice or an entry was added among the others.
+    #[error("record {seq}: stored twice (an entry starts inside the one before it)")]
+    Duplicate {
+        /// The first seq of the overlapping entry.
+        seq: u64,
     },
     /// A record at or below the anchor is stored: pruned records were put back.
     #[error("record {seq}: stored although the chain was pruned up to {anchor}")]
@@ -192,7 +199,7 @@ pub(crate) fn walk(log: &AuditLog, stop_at: Option<u64>) -> Result<VerifyReport,
     let mut records = 0u64;
     let mut first_seq = None;
     let mut past_head: Option<(u64, u64)> = None;
-    for item in log.tree().iter() {
+    'entries: for item in log.tree().iter() {
         let (key, value) = item.map_err(|e| ChainError::Store(e.to_string()))?;
         if key.first() == Some(&META_PREFIX) {
             if key.as_ref() == HEAD_KEY || key.as_ref() == ANCHOR_KEY {
@@ -200,54 +207,70 @@ pub(crate) fn walk(log: &AuditLog, stop_at: Option<u64>) -> Result<VerifyReport,
             }
             return Err(unexpected(&key));
         }
-        let Some(seq) = key_seq(&key) else {
+        let Some(first) = key_seq(&key) else {
             return Err(unexpected(&key));
         };
-        if seq > limit {
-            if stop_at.is_some() {
-                break;
-            }
-            let (first, _) = past_head.unwrap_or((seq, seq));
-            past_head = Some((first, seq));
-            continue;
+        if first > limit && stop_at.is_some() {
+            break;
         }
-        if let Some(a) = &anchor {
-            if seq <= a.pruned_up_to_seq {
-                return Err(ChainError::BeforeAnchor {
-                    seq,
-                    anchor: a.pruned_up_to_seq,
+        if first <= limit {
+            if let Some(a) = &anchor {
+                if first <= a.pruned_up_to_seq {
+                    return Err(ChainError::BeforeAnchor {
+                        seq: first,
+                        anchor: a.pruned_up_to_seq,
+                    });
+                }
+            }
+            if first > expected {
+                return Err(ChainError::Missing {
+                    seq: expected,
+                    next: first,
                 });
             }
+            if first < expected {
+                // This entry's range overlaps the one before it.
+                return Err(ChainError::Duplicate { seq: first });
+            }
         }
-        if seq != expected {
-            return Err(ChainError::Missing {
-                seq: expected,
-                next: seq,
+        let (recs, err) = decode_entry(&value);
+        let decoded = recs.len() as u64;
+        // Each record's slot is the entry's key plus its position.
+        for (seq, (rec, _)) in (first..).zip(recs) {
+            if seq > limit {
+                if stop_at.is_some() {
+                    break 'entries;
+                }
+                let (from, _) = past_head.unwrap_or((seq, seq));
+                past_head = Some((from, seq));
+                continue;
+            }
+            if rec.seq != seq {
+                return Err(ChainError::Reordered {
+                    seq,
+                    claims: rec.seq,
+                });
+            }
+            if rec.compute_hash() != rec.hash {
+                return Err(ChainError::Modified { seq });
+            }
+            if rec.prev_hash != prev {
+                return Err(ChainError::BrokenLink { seq });
+            }
+            if witness.is_some_and(|w| w.seq == seq && w.hash != rec.hash) {
+                return Err(ChainError::WitnessMismatch { seq });
+            }
+            first_seq.get_or_insert(seq);
+            records += 1;
+            prev = rec.hash;
+            expected += 1;
+        }
+        if let Some(e) = err {
+            return Err(ChainError::Undecodable {
+                seq: first + decoded,
+                reason: e.to_string(),
             });
         }
-        let rec = AuditRecord::decode(&value).map_err(|e| ChainError::Undecodable {
-            seq,
-            reason: e.to_string(),
-        })?;
-        if rec.seq != seq {
-            return Err(ChainError::Reordered {
-                seq,
-                claims: rec.seq,
-            });
-        }
-        if rec.compute_hash() != rec.hash {
-            return Err(ChainError::Modified { seq });
-        }
-        if rec.prev_hash != prev {
-            return Err(ChainError::BrokenLink { seq });
-        }
-        if witness.is_some_and(|w| w.seq == seq && w.hash != rec.hash) {
-            return Err(ChainError::WitnessMismatch { seq });
-        }
-        first_seq.get_or_insert(seq);
-        records += 1;
-        prev = rec.hash;
-        expected += 1;
     }
     let last = expected - 1;
     if last < limit {
@@ -309,14 +332,8 @@ fn unexpected(key: &[u8]) -> ChainError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record_key;
-    use crate::audit::test_support::{chain, get, sample};
-
-    fn put(log: &AuditLog, key: u64, rec: &AuditRecord) {
-        log.tree()
-            .insert(record_key(key), rec.encode().unwrap())
-            .unwrap();
-    }
+    use crate::audit::test_support::{chain, get, put, put_raw, remove, sample};
+    use crate::audit::AuditRecord;
 
     #[test]
     fn untouched_chain_verifies() {
@@ -358,7 +375,7 @@ mod tests {
     #[test]
     fn deleted_record_is_found() {
         let (_dir, log) = chain(100);
-        log.tree().remove(record_key(17)).unwrap();
+        remove(&log, 17);
         let err = verify(&log).unwrap_err();
         assert_eq!(err, ChainError::Missing { seq: 17, next: 18 });
         assert!(err.to_string().starts_with("record 17: missing"));
@@ -390,6 +407,18 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_inside_another_is_found() {
+        // The writer stored records 1..=10 as one entry; a second entry
+        // starting at 5 holds copies.
+        let (_dir, log) = chain(10);
+        let copy = get(&log, 5).encode().unwrap();
+        log.tree()
+            .insert(crate::audit::record_key(5), copy)
+            .unwrap();
+        assert_eq!(verify(&log), Err(ChainError::Duplicate { seq: 5 }));
+    }
+
+    #[test]
     fn swapped_records_are_found() {
         let (_dir, log) = chain(100);
         let (a, b) = (get(&log, 50), get(&log, 51));
@@ -408,7 +437,7 @@ mod tests {
     fn truncated_tail_is_found() {
         let (_dir, log) = chain(100);
         for seq in 91..=100 {
-            log.tree().remove(record_key(seq)).unwrap();
+            remove(&log, seq);
         }
         assert_eq!(
             verify(&log),
@@ -423,7 +452,7 @@ mod tests {
     fn cut_tail_with_rewritten_head_is_found_by_the_witness() {
         let (_dir, log) = chain(100);
         for seq in 91..=100 {
-            log.tree().remove(record_key(seq)).unwrap();
+            remove(&log, seq);
         }
         let head = crate::audit::Head {
             seq: 90,
@@ -489,11 +518,32 @@ mod tests {
     #[test]
     fn garbage_record_is_undecodable() {
         let (_dir, log) = chain(10);
-        log.tree().insert(record_key(4), &b"\xff\xff"[..]).unwrap();
-        assert!(matches!(
-            verify(&log),
-            Err(ChainError::Undecodable { seq: 4, .. })
-        ));
+        // Alone in its entry, garbage does not decode.
+        let mut slots = crate::audit::test_support::slots(&log);
+        slots.insert(4, b"\xff\xff".to_vec());
+        crate::audit::test_support::store_slots(&log, &slots, 1);
+        let got = verify(&log);
+        assert!(
+            matches!(got, Err(ChainError::Undecodable { seq: 4, .. })),
+            "{got:?}"
+        );
+        // Inside an entry, it may read as a record and run into the next
+        // one; either way the chain breaks at record 4.
+        let (_dir, log) = chain(10);
+        put_raw(&log, 4, b"\xff\xff".to_vec());
+        let got = verify(&log).unwrap_err();
+        assert!(got.to_string().starts_with("record 4:"), "{got}");
+        // An entry cut off in the middle of its last record (the writer
+        // stored records 1..=10 as one entry): undecodable there.
+        let (_dir, log) = chain(10);
+        let key = crate::audit::record_key(1);
+        let value = log.tree().get(key).unwrap().unwrap();
+        log.tree().insert(key, &value[..value.len() - 5]).unwrap();
+        let got = verify(&log);
+        assert!(
+            matches!(got, Err(ChainError::Undecodable { seq: 10, .. })),
+            "{got:?}"
+        );
     }
 
     #[test]

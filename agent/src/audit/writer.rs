@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tracing::error;
 
 use super::record::{AuditRecord, GENESIS_HASH};
-use super::{record_key, AuditError, AuditLog, Head, NewRecord, HEAD_KEY};
+use super::{record_key, AuditError, AuditLog, Head, NewRecord, ENTRY_RECORDS, HEAD_KEY};
 
 /// How records are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,10 +167,8 @@ impl ChainState {
                     a.pruned_up_to_seq == head.seq && a.hash_of_last_pruned == head.hash
                 });
                 if !at_anchor {
-                    let stored = log.tree().get(record_key(head.seq))?;
-                    let rec = stored.as_deref().map(AuditRecord::decode);
-                    match rec {
-                        Some(Ok(r)) if r.seq == head.seq && r.hash == head.hash => {}
+                    match log.record(head.seq) {
+                        Ok(Some(r)) if r.seq == head.seq && r.hash == head.hash => {}
                         _ => {
                             return Err(AuditError::HeadMismatch {
                                 reason: format!(
@@ -190,10 +188,11 @@ impl ChainState {
     }
 }
 
-/// Links `recs` after `state`, writes them and the new head in one atomic
-/// batch, makes it durable, then records the head in the witness; returns
-/// the new state. After an error the tree may or may not hold the batch, so
-/// the in-memory state is stale: the writer stops.
+/// Links `recs` after `state`, writes them (in entries of at most
+/// [`ENTRY_RECORDS`]) and the new head in one atomic batch, makes it
+/// durable, then records the head in the witness; returns the new state.
+/// After an error the tree may or may not hold the batch, so the in-memory
+/// state is stale: the writer stops.
 pub(crate) fn commit(
     log: &AuditLog,
     state: ChainState,
@@ -201,14 +200,27 @@ pub(crate) fn commit(
 ) -> Result<ChainState, AuditError> {
     let mut batch = sled::Batch::default();
     let mut next = state;
-    for new in recs {
+    let mut entry = Vec::new();
+    let mut first = next.seq + 1;
+    let total = recs.len();
+    for (i, new) in recs.into_iter().enumerate() {
         let seq = next.seq + 1;
         let (rec, bytes) = AuditRecord::seal_encoded(new, seq, next.hash)?;
-        batch.insert(&record_key(seq), bytes);
+        if entry.is_empty() {
+            first = seq;
+            entry.reserve(bytes.len() * (total - i).min(ENTRY_RECORDS));
+        }
+        entry.extend_from_slice(&bytes);
         next = ChainState {
             seq,
             hash: rec.hash,
         };
+        if seq + 1 - first == ENTRY_RECORDS as u64 {
+            batch.insert(&record_key(first), std::mem::take(&mut entry));
+        }
+    }
+    if !entry.is_empty() {
+        batch.insert(&record_key(first), entry);
     }
     let head = Head {
         seq: next.seq,
@@ -456,10 +468,7 @@ mod tests {
     use crate::audit::verify::verify;
 
     fn stored(log: &AuditLog, seq: u64) -> Option<AuditRecord> {
-        log.tree()
-            .get(record_key(seq))
-            .unwrap()
-            .map(|v| AuditRecord::decode(&v).unwrap())
+        log.record(seq).unwrap()
     }
 
     #[tokio::test]
@@ -701,7 +710,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = AuditLog::open(dir.path()).unwrap();
         fill(&log, 10);
-        log.tree().remove(record_key(10)).unwrap();
+        crate::audit::test_support::remove(&log, 10);
         let err = AuditWriter::spawn(log).unwrap_err();
         assert!(matches!(err, AuditError::HeadMismatch { .. }), "{err}");
     }
