@@ -516,6 +516,17 @@ pub async fn spawn_agent_with(
     }
 }
 
+/// A `/proc/PID/status` memory field in KiB (`VmRSS:` now, `VmHWM:` peak);
+/// 0 if unreadable.
+pub fn rss_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user + system) a process has used so far.
 pub fn cpu_secs(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -236,23 +236,27 @@ mod tests {
 
     #[test]
     fn prune_inside_an_entry_keeps_the_rest_of_it() {
-        // The writer stored 100 records as entries 1..=64 and 65..=100.
+        // The writer stored 100 records in entries of ENTRY_RECORDS; the
+        // cut after 61 falls inside one (61 is not 1 past a multiple).
+        let e = super::super::ENTRY_RECORDS as u64;
+        assert_ne!(61 % e, 1);
         let (_dir, log) = chain(100);
-        prune(&log, None, Some(40), 1).unwrap();
+        prune(&log, None, Some(39), 1).unwrap();
         let keys: Vec<u64> = log
             .tree()
             .range(..[super::super::META_PREFIX].as_slice())
             .keys()
             .map(|k| super::super::key_seq(&k.unwrap()).unwrap())
             .collect();
-        assert_eq!(keys, [61, 65]);
-        assert_eq!(get(&log, 61).seq, 61);
-        assert_eq!(verify(&log).unwrap().records, 40);
+        let next = (61 / e + 1) * e + 1;
+        assert_eq!(keys[..2], [62, next]);
+        assert_eq!(get(&log, 62).seq, 62);
+        assert_eq!(verify(&log).unwrap().records, 39);
     }
 
     #[test]
     fn prune_keeps_what_follows_the_cut_byte_for_byte() {
-        // Junk after the head, inside the last entry: not the prune's to
+        // Junk after record 8, inside the first entry: not the prune's to
         // judge or erase; verify still reports it after the prune.
         let (_dir, log) = chain(10);
         let key = record_key(1);

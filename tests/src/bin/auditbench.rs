@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use residency_agent::audit::{AuditLog, AuditWriter, NewRecord};
-use residency_tests::{cpu_secs, seconds_per_run};
+use residency_tests::{cpu_secs, rss_kib, seconds_per_run};
 
 fn record(i: u64) -> NewRecord {
     NewRecord {
@@ -137,4 +137,13 @@ async fn main() {
         cpu * 1e6 / n.max(1) as f64,
     );
     writer.shutdown().await;
+    // sled holds more memory the more bytes each leaf carries (see the
+    // agent's `ENTRY_RECORDS`): the peak shows it.
+    let me = std::process::id();
+    println!(
+        "process RSS after {} records: now {:.1} MiB, peak {:.1} MiB",
+        writer.stats().records,
+        rss_kib(me, "VmRSS:") as f64 / 1024.0,
+        rss_kib(me, "VmHWM:") as f64 / 1024.0
+    );
 }
