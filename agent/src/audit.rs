@@ -362,11 +362,7 @@ impl AuditLog {
     /// Record `seq` as stored, found in the entry that starts at or before
     /// it; `None` if no entry holds it.
     pub fn record(&self, seq: u64) -> Result<Option<record::AuditRecord>, AuditError> {
-        let Some(item) = self.tree.range(..=record_key(seq)).next_back() else {
-            return Ok(None);
-        };
-        let (key, value) = item?;
-        let Some(first) = key_seq(&key) else {
+        let Some((first, value)) = self.entry_at(seq)? else {
             return Ok(None);
         };
         let (recs, err) = decode_entry(&value);
@@ -378,6 +374,16 @@ impl AuditLog {
                 None => Ok(None),
             },
         }
+    }
+
+    /// The entry that starts at or before record `seq` (the one holding it,
+    /// if any does): its first seq and its value.
+    pub(crate) fn entry_at(&self, seq: u64) -> Result<Option<(u64, sled::IVec)>, AuditError> {
+        let Some(item) = self.tree.range(..=record_key(seq)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = item?;
+        Ok(key_seq(&key).map(|first| (first, value)))
     }
 
     /// Makes everything written so far durable: sled's `flush` writes its
@@ -583,21 +589,22 @@ pub(crate) mod test_support {
         for k in keys {
             log.tree().remove(k).unwrap();
         }
-        let mut entry: Option<(u64, u64, Vec<u8>, usize)> = None;
-        let flush = |e: Option<(u64, u64, Vec<u8>, usize)>| {
-            if let Some((first, _, value, _)) = e {
+        // (first slot, slots in it, value)
+        let mut entry: Option<(u64, usize, Vec<u8>)> = None;
+        let flush = |e: Option<(u64, usize, Vec<u8>)>| {
+            if let Some((first, _, value)) = e {
                 log.tree().insert(record_key(first), value).unwrap();
             }
         };
         for (&slot, bytes) in slots {
             entry = match entry.take() {
-                Some((first, last, mut value, n)) if last + 1 == slot && n < per_entry => {
+                Some((first, n, mut value)) if first + n as u64 == slot && n < per_entry => {
                     value.extend_from_slice(bytes);
-                    Some((first, slot, value, n + 1))
+                    Some((first, n + 1, value))
                 }
                 other => {
                     flush(other);
-                    Some((slot, slot, bytes.clone(), 1))
+                    Some((slot, 1, bytes.clone()))
                 }
             };
         }
@@ -605,11 +612,11 @@ pub(crate) mod test_support {
     }
 
     /// Stores `bytes` in slot `seq` (replacing what is there), repacking
-    /// the store in entries of 8.
+    /// the store in entries of [`ENTRY_RECORDS`].
     pub(crate) fn put_raw(log: &AuditLog, seq: u64, bytes: Vec<u8>) {
         let mut s = slots(log);
         s.insert(seq, bytes);
-        store_slots(log, &s, 8);
+        store_slots(log, &s, ENTRY_RECORDS);
     }
 
     /// Stores `rec` in slot `seq`.
@@ -617,11 +624,12 @@ pub(crate) mod test_support {
         put_raw(log, seq, rec.encode().unwrap());
     }
 
-    /// Empties slot `seq`, repacking the store in entries of 8.
+    /// Empties slot `seq`, repacking the store in entries of
+    /// [`ENTRY_RECORDS`].
     pub(crate) fn remove(log: &AuditLog, seq: u64) {
         let mut s = slots(log);
         s.remove(&seq);
-        store_slots(log, &s, 8);
+        store_slots(log, &s, ENTRY_RECORDS);
     }
 
     /// Appends `n` records synchronously (bypassing the writer), times

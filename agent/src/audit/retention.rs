@@ -85,7 +85,7 @@ pub fn prune(
     if let Some(age) = older_than_ms {
         let cutoff = now_ms.saturating_sub(age);
         // From the entry holding record `cut + 1` on.
-        let from = entry_key(log, cut + 1)?;
+        let from = record_key(log.entry_at(cut + 1)?.map_or(cut + 1, |(first, _)| first));
         'entries: for item in log.tree().range(from..=record_key(head.seq)) {
             let (key, value) = item?;
             for rec in decode(&key, &value)? {
@@ -134,18 +134,13 @@ pub fn prune(
         if let (Some(l), true) = (&last, kept_from < value.len()) {
             batch.insert(&record_key(l.seq + 1), &value[kept_from..]);
         }
-        if in_batch >= CHUNK {
-            current = Some(apply(
-                log,
-                std::mem::take(&mut batch),
-                last.as_ref(),
-                now_ms,
-            )?);
+        if let (true, Some(l)) = (in_batch >= CHUNK, &last) {
+            current = Some(apply(log, std::mem::take(&mut batch), l, now_ms)?);
             in_batch = 0;
         }
     }
-    if in_batch > 0 {
-        current = Some(apply(log, batch, last.as_ref(), now_ms)?);
+    if let (true, Some(l)) = (in_batch > 0, &last) {
+        current = Some(apply(log, batch, l, now_ms)?);
     }
     if current.map_or(start - 1, |a| a.pruned_up_to_seq) != cut {
         return Err(ChainError::Missing {
@@ -166,10 +161,9 @@ pub fn prune(
 fn apply(
     log: &AuditLog,
     mut batch: sled::Batch,
-    last: Option<&AuditRecord>,
+    last: &AuditRecord,
     now_ms: u64,
 ) -> Result<Anchor, PruneError> {
-    let last = last.ok_or(ChainError::Store("prune found no record to remove".into()))?;
     let next = Anchor {
         pruned_up_to_seq: last.seq,
         hash_of_last_pruned: last.hash,
@@ -194,17 +188,6 @@ fn decode(key: &[u8], value: &[u8]) -> Result<Vec<AuditRecord>, ChainError> {
         }),
         None => Ok(recs.into_iter().map(|(r, _)| r).collect()),
     }
-}
-
-/// Key of the entry holding record `seq` (or of the first one after it).
-fn entry_key(log: &AuditLog, seq: u64) -> Result<[u8; 8], AuditError> {
-    Ok(match log.tree().range(..=record_key(seq)).next_back() {
-        Some(item) => {
-            let (key, _) = item?;
-            super::key_seq(&key).map_or(record_key(seq), record_key)
-        }
-        None => record_key(seq),
-    })
 }
 
 #[cfg(test)]

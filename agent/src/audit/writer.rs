@@ -202,13 +202,11 @@ pub(crate) fn commit(
     let mut next = state;
     let mut entry = Vec::new();
     let mut first = next.seq + 1;
-    let total = recs.len();
-    for (i, new) in recs.into_iter().enumerate() {
+    for new in recs {
         let seq = next.seq + 1;
         let (rec, bytes) = AuditRecord::seal_encoded(new, seq, next.hash)?;
         if entry.is_empty() {
             first = seq;
-            entry.reserve(bytes.len() * (total - i).min(ENTRY_RECORDS));
         }
         entry.extend_from_slice(&bytes);
         next = ChainState {
