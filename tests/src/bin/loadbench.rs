@@ -1,16 +1,20 @@
 //! Load benchmark for the request path, on loopback, in one run:
 //! direct to the mock provider vs through agent -> QUIC -> gateway -> mock,
-//! at concurrency 1 and 16. Reports added p50/p99 latency, requests/s, and the
-//! agent process's idle and loaded RSS.
+//! at concurrency 1 and 16, for an agent with the default durable audit (each
+//! response waits for its record's group commit) and one with
+//! `durable_before_response = false`, side by side. Reports added p50/p99
+//! latency, requests/s, CPU per request, each agent's idle and loaded RSS,
+//! the disk's fdatasync latency, and which targets each mode meets.
 //!
 //! ```sh
 //! cargo build --release -p residency-agent
 //! cargo run --release -p residency-tests --bin loadbench -- [SECONDS_PER_RUN]
 //! ```
 //!
-//! The agent and the gateway run as separate processes (the release binary),
-//! so the RSS figures are the agent's alone; the mock provider and the load
-//! generator share this process.
+//! The agents and the gateway run as separate processes (the release binary),
+//! so the RSS figures are each agent's alone; the mock provider and the load
+//! generator share this process. `BENCH_AGENT_WORKERS` / `BENCH_GATEWAY_WORKERS`
+//! set `worker_threads`.
 
 #![allow(clippy::unwrap_used)] // a benchmark tool: fail loudly
 
@@ -86,6 +90,91 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+fn rps(s: &Stats) -> f64 {
+    s.requests as f64 / s.elapsed.as_secs_f64()
+}
+
+/// One agent under test: its audit mode, process and URL.
+struct Agent {
+    audit: &'static str,
+    pid: u32,
+    url: String,
+    _proc: Proc,
+}
+
+/// Starts an agent process on a free port with `extra` config lines and
+/// waits until it answers a request.
+async fn start_agent(
+    dir: &std::path::Path,
+    name: &str,
+    region: &str,
+    gw_addr: std::net::SocketAddr,
+    extra: &str,
+    body: &str,
+) -> (Proc, u32, String) {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let agent_addr = listen.local_addr().unwrap();
+    drop(listen);
+    let cfg = dir.join(format!("agent-{name}.toml"));
+    std::fs::write(
+        &cfg,
+        agent_config_text(region, &gateway_block(region, gw_addr), extra)
+            .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
+            .replace(FAST_QUIC, ""),
+    )
+    .unwrap();
+    let agent = Proc(
+        std::process::Command::new(agent_bin())
+            .args(["--log-level", "warn", "run", "--config"])
+            .arg(&cfg)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = agent.0.id();
+    let url = format!("http://{agent_addr}/v1/chat/completions");
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(Ok(r)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            client().request(
+                hyper::Request::post(&url)
+                    .body(Full::new(Bytes::from(body.to_owned())))
+                    .unwrap(),
+            ),
+        )
+        .await
+        {
+            if r.status() == 200 {
+                return (agent, pid, url);
+            }
+        }
+    }
+    panic!("agent {name} did not become ready");
+}
+
+/// p50 of a 4 KiB append + `fdatasync` in `dir`: the disk's floor under a
+/// durable audit record.
+fn fdatasync_p50(dir: &std::path::Path) -> Duration {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = [0u8; 4096];
+    let mut lat: Vec<Duration> = (0..200)
+        .map(|_| {
+            f.write_all(&block).unwrap();
+            let t = Instant::now();
+            f.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    lat.sort();
+    lat[lat.len() / 2]
+}
+
 #[tokio::main]
 async fn main() {
     let dur = seconds_per_run();
@@ -119,73 +208,47 @@ async fn main() {
     let (gw, gw_addr) = spawn_gateway(&gw_cfg);
     let gw_pid = gw.0.id();
 
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let agent_addr = listen.local_addr().unwrap();
-    drop(listen);
-    let agent_cfg = dir.path().join("agent.toml");
-    std::fs::write(
-        &agent_cfg,
-        agent_config_text(
-            region,
-            &gateway_block(region, gw_addr),
-            &(workers("BENCH_AGENT_WORKERS")
-                + if std::env::var_os("BENCH_AUDIT_ASYNC").is_some() {
-                    "[audit]\ndurable_before_response = false\n"
-                } else {
-                    ""
-                }),
-        )
-        .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
-        .replace(FAST_QUIC, ""),
-    )
-    .unwrap();
-    let agent = Proc(
-        std::process::Command::new(agent_bin())
-            .args(["--log-level", "warn", "run", "--config"])
-            .arg(&agent_cfg)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let pid = agent.0.id();
-    let via = format!("http://{agent_addr}/v1/chat/completions");
-    let direct = format!("{}/chat/completions", mock.base_url());
     let body = chat(
         "Summarise the branch's quarterly notes in two lines.",
         false,
     );
-    let mut ready = false;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(Ok(r)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            client().request(
-                hyper::Request::post(&via)
-                    .body(Full::new(Bytes::from(body.clone())))
-                    .unwrap(),
-            ),
-        )
-        .await
-        {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
-        }
+    // Both audit modes against the same gateway and mock: the default (each
+    // response waits for its record's group commit) and the record written
+    // right after the response.
+    let mut agents = Vec::new();
+    for (audit, extra) in [
+        ("durable", String::new()),
+        (
+            "async",
+            "[audit]\ndurable_before_response = false\n".to_owned(),
+        ),
+    ] {
+        let extra = workers("BENCH_AGENT_WORKERS") + &extra;
+        let (proc, pid, url) = start_agent(dir.path(), audit, region, gw_addr, &extra, &body).await;
+        agents.push(Agent {
+            audit,
+            pid,
+            url,
+            _proc: proc,
+        });
     }
-    assert!(ready, "agent did not become ready");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss = rss_kib(pid, "VmRSS:");
+    let idle_rss: Vec<u64> = agents.iter().map(|a| rss_kib(a.pid, "VmRSS:")).collect();
+    let direct = format!("{}/chat/completions", mock.base_url());
 
     println!("request path benchmark: {secs} s per run, non-streaming chat completion");
     println!(
-        "{:<12} {:>5} {:>10} {:>10} {:>10} {:>8}",
-        "path", "conc", "req/s", "p50 ms", "p99 ms", "errors"
+        "disk under the agents' state: 4 KiB append + fdatasync p50 {:.3} ms",
+        ms(fdatasync_p50(dir.path()))
     );
+    println!(
+        "{:<17} {:>5} {:>9} {:>8} {:>8} {:>7} {:>13} {:>11}",
+        "path", "conc", "req/s", "p50 ms", "p99 ms", "errors", "agent us/req", "gw us/req"
+    );
+    // (concurrency, direct, [(audit mode, stats)])
     let mut rows = Vec::new();
-    let mut cpu = Vec::new();
     for conc in [1usize, 16] {
-        // Warm both paths' connection pools.
+        // Warm every path's connection pools.
         load(
             direct.clone(),
             body.clone(),
@@ -193,48 +256,88 @@ async fn main() {
             Duration::from_millis(300),
         )
         .await;
-        load(via.clone(), body.clone(), conc, Duration::from_millis(300)).await;
+        for a in &agents {
+            load(
+                a.url.clone(),
+                body.clone(),
+                conc,
+                Duration::from_millis(300),
+            )
+            .await;
+        }
         let d = load(direct.clone(), body.clone(), conc, dur).await;
-        let (c_agent, c_gw) = (cpu_secs(pid), cpu_secs(gw_pid));
-        let a = load(via.clone(), body.clone(), conc, dur).await;
-        let (c_agent, c_gw) = (cpu_secs(pid) - c_agent, cpu_secs(gw_pid) - c_gw);
-        cpu.push((conc, c_agent / a.requests as f64, c_gw / a.requests as f64));
-        for (name, s) in [("direct", &d), ("via agent", &a)] {
+        let line = |name: &str, s: &Stats, cpu: Option<(f64, f64)>| {
+            let (a, g) = cpu.map_or(("-".to_owned(), "-".to_owned()), |(a, g)| {
+                (format!("{:.1}", a * 1e6), format!("{:.1}", g * 1e6))
+            });
             println!(
-                "{:<12} {:>5} {:>10.0} {:>10.3} {:>10.3} {:>8}",
+                "{:<17} {:>5} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>13} {:>11}",
                 name,
                 conc,
-                s.requests as f64 / s.elapsed.as_secs_f64(),
+                rps(s),
                 ms(s.p50),
                 ms(s.p99),
-                s.errors
+                s.errors,
+                a,
+                g
+            );
+        };
+        line("direct", &d, None);
+        let mut via = Vec::new();
+        for a in &agents {
+            let (c_agent, c_gw) = (cpu_secs(a.pid), cpu_secs(gw_pid));
+            let s = load(a.url.clone(), body.clone(), conc, dur).await;
+            let n = s.requests.max(1) as f64;
+            let cpu = (
+                (cpu_secs(a.pid) - c_agent) / n,
+                (cpu_secs(gw_pid) - c_gw) / n,
+            );
+            line(&format!("via agent/{}", a.audit), &s, Some(cpu));
+            via.push((a.audit, s));
+        }
+        rows.push((conc, d, via));
+    }
+    println!();
+    for (conc, d, via) in &rows {
+        for (audit, a) in via {
+            println!(
+                "concurrency {conc:>2}, audit {audit:<7}: added p50 {:+.3} ms, added p99 {:+.3} ms, {:.0} req/s = {:.2}x direct",
+                ms(a.p50) - ms(d.p50),
+                ms(a.p99) - ms(d.p99),
+                rps(a),
+                rps(a) / rps(d)
             );
         }
-        rows.push((conc, d, a));
     }
-    let loaded_rss = rss_kib(pid, "VmHWM:");
+    for (a, idle) in agents.iter().zip(&idle_rss) {
+        println!(
+            "agent RSS, audit {:<7}: idle {:.1} MiB, peak under load {:.1} MiB",
+            a.audit,
+            *idle as f64 / 1024.0,
+            rss_kib(a.pid, "VmHWM:") as f64 / 1024.0
+        );
+    }
+    // The request path's targets, per audit mode.
     println!();
-    for (conc, d, a) in &rows {
-        let rps_d = d.requests as f64 / d.elapsed.as_secs_f64();
-        let rps_a = a.requests as f64 / a.elapsed.as_secs_f64();
-        println!(
-            "concurrency {conc:>2}: added p50 {:+.3} ms, added p99 {:+.3} ms, throughput via agent {:.0} req/s = {:.2}x direct",
-            ms(a.p50) - ms(d.p50),
-            ms(a.p99) - ms(d.p99),
-            rps_a,
-            rps_a / rps_d
-        );
+    for (i, a) in agents.iter().enumerate() {
+        let pick = |conc: usize| {
+            rows.iter()
+                .find(|(c, _, _)| *c == conc)
+                .map(|(_, d, via)| (d, &via[i].1))
+                .unwrap()
+        };
+        let (d1, a1) = pick(1);
+        let (_, a16) = pick(16);
+        let checks = [
+            ("added p50 <= 0.3 ms at c=1", ms(a1.p50) - ms(d1.p50) <= 0.3),
+            ("added p99 <= 1 ms at c=1", ms(a1.p99) - ms(d1.p99) <= 1.0),
+            (">= 10,000 req/s at c=16", rps(a16) >= 10_000.0),
+            ("idle RSS <= 15 MiB", idle_rss[i] <= 15 * 1024),
+        ];
+        let verdict: Vec<String> = checks
+            .iter()
+            .map(|(what, ok)| format!("{what}: {}", if *ok { "met" } else { "missed" }))
+            .collect();
+        println!("targets, audit {:<7}: {}", a.audit, verdict.join("; "));
     }
-    for (conc, a, g) in &cpu {
-        println!(
-            "concurrency {conc:>2}: CPU per request: agent {:.1} us, gateway {:.1} us",
-            a * 1e6,
-            g * 1e6
-        );
-    }
-    println!(
-        "agent RSS: idle {:.1} MiB, peak under load {:.1} MiB",
-        idle_rss as f64 / 1024.0,
-        loaded_rss as f64 / 1024.0
-    );
 }
