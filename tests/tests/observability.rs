@@ -103,6 +103,15 @@ async fn metrics_count_what_was_sent() {
         })
         .unwrap_or(0.0);
     assert_eq!(count, 10.0);
+    // Every answered request, refusals included, was durable before its
+    // answer, so the audit counters already hold all twelve.
+    assert_eq!(counter(&s, "residency_audit_records_total", &[]), 12.0);
+    let batches = counter(&s, "residency_audit_batches_total", &[]);
+    assert!((1.0..=12.0).contains(&batches), "{batches} audit batches");
+    assert_eq!(
+        counter(&s, "residency_audit_failed_batches_total", &[]),
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -116,6 +125,7 @@ async fn health_and_readiness() {
     assert_eq!(send("GET", &format!("{base}/readyz"), "").await.status, 200);
     let st = send("GET", &format!("{base}/v1/status"), "").await.json();
     assert_eq!(st["ready"], true);
+    assert_eq!(st["audit_records"], 0, "nothing was sent yet");
     assert_eq!(st["gateways"].as_array().unwrap().len(), 3);
     // Virginia goes away: the US has no healthy gateway, so not ready.
     fleet.gateways[2].take().unwrap().abort();

@@ -72,7 +72,12 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, pool: &GatewayPool, policy: &PolicyState, audit_lag: Duration) -> String {
+    pub fn render(
+        &self,
+        pool: &GatewayPool,
+        policy: &PolicyState,
+        audit: crate::audit::WriterStats,
+    ) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "# HELP residency_requests_total Requests finished, by tier, region, decision and status.");
         let _ = writeln!(s, "# TYPE residency_requests_total counter");
@@ -201,8 +206,31 @@ impl Metrics {
         let _ = writeln!(
             s,
             "residency_audit_write_lag_seconds {}",
-            audit_lag.as_secs_f64()
+            audit.last_write_lag.as_secs_f64()
         );
+        // Records per group (records / batches) is how far one flush and
+        // fsync are shared.
+        for (name, help, n) in [
+            (
+                "residency_audit_records_total",
+                "Audit records made durable.",
+                audit.records,
+            ),
+            (
+                "residency_audit_batches_total",
+                "Audit group commits made durable (one flush and fsync each).",
+                audit.batches,
+            ),
+            (
+                "residency_audit_failed_batches_total",
+                "Audit group commits that failed.",
+                audit.failed_batches,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} counter");
+            let _ = writeln!(s, "{name} {n}");
+        }
         s
     }
 }
@@ -276,10 +304,11 @@ impl Observe {
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
                 self.metrics
-                    .render(&self.pool, &self.policy, self.audit.write_lag()),
+                    .render(&self.pool, &self.policy, self.audit.stats()),
             ),
             (&Method::GET, "/v1/status") => {
                 let (ready, problems) = self.readiness();
+                let audit = self.audit.stats();
                 let gateways: Vec<serde_json::Value> = self
                     .pool
                     .links()
@@ -303,7 +332,9 @@ impl Observe {
                     "policy_version": self.policy.version(),
                     "policy_refused": self.policy.refused(),
                     "gateways": gateways,
-                    "audit_write_lag_ms": self.audit.write_lag().as_secs_f64() * 1e3,
+                    "audit_write_lag_ms": audit.last_write_lag.as_secs_f64() * 1e3,
+                    "audit_records": audit.records,
+                    "audit_batches": audit.batches,
                 });
                 text(StatusCode::OK, "application/json", body.to_string())
             }

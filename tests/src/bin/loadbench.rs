@@ -94,16 +94,43 @@ fn rps(s: &Stats) -> f64 {
     s.requests as f64 / s.elapsed.as_secs_f64()
 }
 
-/// One agent under test: its audit mode, process and URL.
+/// One agent under test: its audit mode, process, URL and metrics address.
 struct Agent {
     audit: &'static str,
     pid: u32,
     url: String,
+    observe: std::net::SocketAddr,
     _proc: Proc,
 }
 
-/// Starts an agent process on a free port with `extra` config lines and
-/// waits until it answers a request.
+/// A free loopback port.
+fn free_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The agent's audit counters from `/metrics`: (records, group commits).
+async fn audit_counts(observe: std::net::SocketAddr) -> (f64, f64) {
+    let r = client()
+        .get(format!("http://{observe}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("residency_audit_records_total"),
+        value("residency_audit_batches_total"),
+    )
+}
+
+/// Starts an agent process on free ports with `extra` config lines and
+/// waits until it answers a request. Returns the process, its pid, its chat
+/// URL and its metrics address.
 async fn start_agent(
     dir: &std::path::Path,
     name: &str,
@@ -111,15 +138,14 @@ async fn start_agent(
     gw_addr: std::net::SocketAddr,
     extra: &str,
     body: &str,
-) -> (Proc, u32, String) {
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let agent_addr = listen.local_addr().unwrap();
-    drop(listen);
+) -> (Proc, u32, String, std::net::SocketAddr) {
+    let (agent_addr, observe) = (free_addr(), free_addr());
     let cfg = dir.join(format!("agent-{name}.toml"));
     std::fs::write(
         &cfg,
         agent_config_text(region, &gateway_block(region, gw_addr), extra)
             .replacen("127.0.0.1:0", &agent_addr.to_string(), 1)
+            .replacen("127.0.0.1:0", &observe.to_string(), 1)
             .replace(FAST_QUIC, ""),
     )
     .unwrap();
@@ -147,7 +173,7 @@ async fn start_agent(
         .await
         {
             if r.status() == 200 {
-                return (agent, pid, url);
+                return (agent, pid, url, observe);
             }
         }
     }
@@ -224,11 +250,13 @@ async fn main() {
         ),
     ] {
         let extra = workers("BENCH_AGENT_WORKERS") + &extra;
-        let (proc, pid, url) = start_agent(dir.path(), audit, region, gw_addr, &extra, &body).await;
+        let (proc, pid, url, observe) =
+            start_agent(dir.path(), audit, region, gw_addr, &extra, &body).await;
         agents.push(Agent {
             audit,
             pid,
             url,
+            observe,
             _proc: proc,
         });
     }
@@ -242,8 +270,16 @@ async fn main() {
         ms(fdatasync_p50(dir.path()))
     );
     println!(
-        "{:<17} {:>5} {:>9} {:>8} {:>8} {:>7} {:>13} {:>11}",
-        "path", "conc", "req/s", "p50 ms", "p99 ms", "errors", "agent us/req", "gw us/req"
+        "{:<17} {:>5} {:>9} {:>8} {:>8} {:>7} {:>13} {:>11} {:>10}",
+        "path",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "agent us/req",
+        "gw us/req",
+        "rec/group"
     );
     // (concurrency, direct, [(audit mode, stats)])
     let mut rows = Vec::new();
@@ -266,12 +302,18 @@ async fn main() {
             .await;
         }
         let d = load(direct.clone(), body.clone(), conc, dur).await;
-        let line = |name: &str, s: &Stats, cpu: Option<(f64, f64)>| {
-            let (a, g) = cpu.map_or(("-".to_owned(), "-".to_owned()), |(a, g)| {
-                (format!("{:.1}", a * 1e6), format!("{:.1}", g * 1e6))
+        // cpu: (agent, gateway) seconds per request; group: audit records
+        // per group commit.
+        let line = |name: &str, s: &Stats, cpu: Option<(f64, f64, f64)>| {
+            let (a, g, r) = cpu.map_or(("-".into(), "-".into(), "-".into()), |(a, g, r)| {
+                (
+                    format!("{:.1}", a * 1e6),
+                    format!("{:.1}", g * 1e6),
+                    format!("{r:.1}"),
+                )
             });
             println!(
-                "{:<17} {:>5} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>13} {:>11}",
+                "{:<17} {:>5} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>13} {:>11} {:>10}",
                 name,
                 conc,
                 rps(s),
@@ -279,18 +321,22 @@ async fn main() {
                 ms(s.p99),
                 s.errors,
                 a,
-                g
+                g,
+                r
             );
         };
         line("direct", &d, None);
         let mut via = Vec::new();
         for a in &agents {
             let (c_agent, c_gw) = (cpu_secs(a.pid), cpu_secs(gw_pid));
+            let (recs, groups) = audit_counts(a.observe).await;
             let s = load(a.url.clone(), body.clone(), conc, dur).await;
             let n = s.requests.max(1) as f64;
+            let (recs2, groups2) = audit_counts(a.observe).await;
             let cpu = (
                 (cpu_secs(a.pid) - c_agent) / n,
                 (cpu_secs(gw_pid) - c_gw) / n,
+                (recs2 - recs) / (groups2 - groups).max(1.0),
             );
             line(&format!("via agent/{}", a.audit), &s, Some(cpu));
             via.push((a.audit, s));
