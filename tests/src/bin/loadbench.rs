@@ -129,18 +129,17 @@ async fn audit_counts(observe: std::net::SocketAddr) -> (f64, f64) {
 }
 
 /// Starts an agent process on free ports with `extra` config lines and
-/// waits until it answers a request. Returns the process, its pid, its chat
-/// URL and its metrics address.
+/// waits until it answers a request.
 async fn start_agent(
     dir: &std::path::Path,
-    name: &str,
+    audit: &'static str,
     region: &str,
     gw_addr: std::net::SocketAddr,
     extra: &str,
     body: &str,
-) -> (Proc, u32, String, std::net::SocketAddr) {
+) -> Agent {
     let (agent_addr, observe) = (free_addr(), free_addr());
-    let cfg = dir.join(format!("agent-{name}.toml"));
+    let cfg = dir.join(format!("agent-{audit}.toml"));
     std::fs::write(
         &cfg,
         agent_config_text(region, &gateway_block(region, gw_addr), extra)
@@ -173,11 +172,17 @@ async fn start_agent(
         .await
         {
             if r.status() == 200 {
-                return (agent, pid, url, observe);
+                return Agent {
+                    audit,
+                    pid,
+                    url,
+                    observe,
+                    _proc: agent,
+                };
             }
         }
     }
-    panic!("agent {name} did not become ready");
+    panic!("agent {audit} did not become ready");
 }
 
 /// p50 of a 4 KiB append + `fdatasync` in `dir`: the disk's floor under a
@@ -250,15 +255,7 @@ async fn main() {
         ),
     ] {
         let extra = workers("BENCH_AGENT_WORKERS") + &extra;
-        let (proc, pid, url, observe) =
-            start_agent(dir.path(), audit, region, gw_addr, &extra, &body).await;
-        agents.push(Agent {
-            audit,
-            pid,
-            url,
-            observe,
-            _proc: proc,
-        });
+        agents.push(start_agent(dir.path(), audit, region, gw_addr, &extra, &body).await);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_rss: Vec<u64> = agents.iter().map(|a| rss_kib(a.pid, "VmRSS:")).collect();
