@@ -318,11 +318,6 @@ impl AuditWriter {
             max_write_lag: Duration::from_micros(s.max_lag_us.load(Ordering::Relaxed)),
         }
     }
-
-    /// The write-lag gauge: [`WriterStats::last_write_lag`].
-    pub fn write_lag(&self) -> Duration {
-        Duration::from_micros(self.stats.last_lag_us.load(Ordering::Relaxed))
-    }
 }
 
 async fn run(
@@ -568,7 +563,6 @@ mod tests {
             "worst wait {worst:?} > {bound:?} (lone {lone:?})"
         );
         assert!(s.last_write_lag > Duration::ZERO && s.max_write_lag >= s.last_write_lag);
-        assert_eq!(w.write_lag(), s.last_write_lag);
 
         // Records nobody waits on linger and share one flush.
         let before = w.stats().batches;
