@@ -6,10 +6,11 @@
 //! no logging. Sensitive values never leave this module except as spans; only the CLI
 //! prints a value, and only when asked to with `--show-values`.
 //!
-//! Layout: `digits` decodes digits of any Indian script, `validators` holds the
-//! check-digit algorithms, `context` finds the context words that decide ambiguous
-//! numbers, `detect` is the scanner, `request` walks request bodies and [`cli`] is the
-//! `classify` command.
+//! Layout: `fold` maps invisible and look-alike characters to plain ones (offsets kept),
+//! `digits` decodes digits of any Indian script, `validators` holds the check-digit
+//! algorithms, `context` finds the context words that decide ambiguous numbers,
+//! `table` finds the column header of a value in a pasted table, `detect` is the
+//! scanner, `request` walks request bodies and [`cli`] is the `classify` command.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,14 +21,16 @@ pub mod cli;
 mod context;
 mod detect;
 mod digits;
+mod fold;
 mod request;
+mod table;
 mod validators;
 
 #[cfg(test)]
 mod evaluation;
 
 pub use detect::Classifier;
-pub use request::RequestClassification;
+pub use request::{RequestClassification, UnscannableBody, MAX_DEPTH};
 
 /// The kinds of entity the classifier reports. Names are stable (see the spec):
 /// add new variants at the end, never rename.

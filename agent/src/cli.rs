@@ -465,13 +465,15 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
             }
             let classifier = crate::classify::Classifier::new();
             let classify = move |body: &[u8]| {
-                let c = classifier.scan_request(body, residency_proto::Tier::Restricted);
+                let c = classifier
+                    .scan_request(body, residency_proto::Tier::Restricted)
+                    .map_err(|e| e.to_string())?;
                 let names = c
                     .counts
                     .iter()
                     .map(|(t, _)| t.as_str().to_owned())
                     .collect();
-                (c.tier, names)
+                Ok((c.tier, names))
             };
             done(pcli::test(
                 &policy, &request, client_ip, &parsed, &classify, &mut out,

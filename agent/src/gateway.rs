@@ -544,14 +544,41 @@ async fn refuse(send: GuardedSend, codec: &Codec, code: ErrorCode, message: Stri
 /// body is scanned again and the higher of the two tiers must not exceed what
 /// this gateway may forward. Content that cannot be scanned is judged by the
 /// agent's tier alone (its policy's `unscannable_tier`). The refusal message
-/// names entity types and counts, never values.
-fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), String> {
+/// names entity types and counts, never values. A body the scanner cannot decode
+/// completely is refused as a bad request, never forwarded on a partial look.
+fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), (ErrorCode, String)> {
     let id = head.request_id.as_str();
     let claimed = head.route.tier;
-    let seen = state
+    let headers: Vec<(&str, &str)> = head
+        .headers
+        .iter()
+        .filter(|(k, _)| upstream::FORWARD_REQUEST_HEADERS.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // A body-less request (`GET /v1/models`) has only its headers to judge.
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    let seen = match state
         .classifier
         .as_ref()
-        .map(|c| c.scan_request(body, Tier::Public));
+        .map(|c| c.scan_request_with_headers(body, &headers, Tier::Public))
+        .transpose()
+    {
+        Ok(seen) => seen,
+        Err(e) => {
+            warn!(request_id = id, reason = %e, "request body the gateway cannot scan refused");
+            return Err((
+                ErrorCode::BadRequest,
+                format!(
+                    "the gateway for {} cannot scan this request: {e}",
+                    state.region
+                ),
+            ));
+        }
+    };
     let seen_tier = seen.as_ref().map_or(Tier::Public, |s| s.tier);
     let summary = seen.as_ref().map(|s| s.summary()).unwrap_or_default();
     if seen_tier > claimed {
@@ -565,9 +592,12 @@ fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), String>
         } else {
             format!(" ({summary})")
         };
-        return Err(format!(
-            "the gateway for {} forwards at most {} data; this request is {tier}{what}",
-            state.region, state.max_tier
+        return Err((
+            ErrorCode::PolicyDenied,
+            format!(
+                "the gateway for {} forwards at most {} data; this request is {tier}{what}",
+                state.region, state.max_tier
+            ),
         ));
     }
     Ok(())
@@ -610,8 +640,8 @@ async fn forward(
             return;
         }
     };
-    if let Err(msg) = recheck(state, &head, &body) {
-        refuse(send, &state.codec, ErrorCode::PolicyDenied, msg).await;
+    if let Err((code, msg)) = recheck(state, &head, &body) {
+        refuse(send, &state.codec, code, msg).await;
         return;
     }
     let sent = tokio::select! {

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::audit::{AuditWriter, NewRecord};
-use crate::classify::{Classifier, RequestClassification};
+use crate::classify::{Classifier, RequestClassification, UnscannableBody};
 use crate::policy::active::{ActivePolicy, PolicyState};
 use crate::policy::{trusted_labels, Decision, RequestFacts};
 use crate::route::{RouteChoice, Router};
@@ -297,6 +297,7 @@ async fn process(
             )))
         }
     };
+    let forwarded = forward_headers(&parts.headers);
     let policy = ingress.policy.current();
     let unscannable_tier = policy
         .as_ref()
@@ -304,11 +305,20 @@ async fn process(
     let (classification, probe) = if api == ApiPath::Models {
         (RequestClassification::default(), Probe::default())
     } else {
-        let probe = check_json(&body)?;
+        // Every byte that leaves is judged: the body and the headers forwarded with it.
         let t = Instant::now();
-        let c = ingress.classifier.scan_request(&body, unscannable_tier);
+        let scanned = ingress.classifier.scan_request_with_headers(
+            &body,
+            &header_pairs(&forwarded),
+            unscannable_tier,
+        );
         ingress.metrics.classified(body.len(), t.elapsed());
-        (c, probe)
+        // A JSON syntax error is reported by the probe, which says where.
+        let probe = match &scanned {
+            Ok(_) | Err(UnscannableBody::InvalidJson(_)) => check_json(&body)?,
+            Err(_) => Probe::default(),
+        };
+        (scanned.map_err(|e| ApiError::unscannable(&e))?, probe)
     };
     let model = probe
         .model
@@ -367,7 +377,7 @@ async fn process(
         request_id: request_id.to_owned(),
         method: method.clone(),
         path: path_and_query.clone(),
-        headers: forward_headers(&parts.headers),
+        headers: forwarded.clone(),
         route: RouteFacts {
             region: region.clone(),
             tier,
@@ -710,6 +720,14 @@ fn decide(
             eval.effective_tier,
         )),
     }
+}
+
+/// Borrowed `(name, value)` pairs, as the classifier takes them.
+pub(crate) fn header_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 fn forward_headers(headers: &HeaderMap) -> Vec<(String, String)> {

@@ -1,13 +1,19 @@
-//! Fuzz target: the scanner and the request walker never panic on arbitrary bytes, and
-//! every reported span is a non-empty, sorted, non-overlapping range on char boundaries.
+//! Fuzz target: the scanner and the request walker never panic on arbitrary bytes;
+//! every reported span is a non-empty, sorted, non-overlapping range on char
+//! boundaries; and hiding a value does not work: inserting Unicode format characters
+//! (zero-width space, joiners, soft hyphen, word joiner, BOM) anywhere, or changing
+//! the separators between digit groups, never lowers a restricted value's tier.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use residency_agent::classify::{tier_of, Classifier, Tier};
+use residency_agent::classify::{tier_of, Classifier, EntityType, Tier};
 use std::sync::OnceLock;
 
 static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
+
+const INVISIBLE: [char; 6] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}'];
+const SEPARATORS: [&str; 8] = [" ", "-", "\u{A0}", ".", "_", "/", "\u{2013}", "  "];
 
 fuzz_target!(|data: &[u8]| {
     let c = CLASSIFIER.get_or_init(Classifier::new);
@@ -24,10 +30,37 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.start >= prev_end, "unsorted or overlapping {e:?}");
         prev_end = e.end;
     }
-    let r = c.scan_request(data, Tier::Confidential);
-    assert!(r.tier >= tier_of(&[]));
-    if !r.unscannable.is_empty() {
-        assert!(r.tier >= Tier::Confidential);
+    let tier = tier_of(&found);
+    // The first byte picks the evasion; it is also part of the text.
+    let pick = data.first().copied().unwrap_or(0) as usize;
+    let invisible = INVISIBLE[pick % INVISIBLE.len()];
+    let hidden: String = text
+        .chars()
+        .flat_map(|ch| [Some(ch), ch.is_ascii_digit().then_some(invisible)])
+        .flatten()
+        .collect();
+    assert!(tier_of(&c.scan(&hidden)) >= tier, "format characters lowered the tier");
+    // The separators inside a grouped restricted number (Aadhaar, VID, card, ABHA)
+    // replaced by another separator the spec allows.
+    let sep = SEPARATORS[(pick / INVISIBLE.len()) % SEPARATORS.len()];
+    for e in found.iter().filter(|e| {
+        matches!(
+            e.kind,
+            EntityType::Aadhaar | EntityType::AadhaarVid | EntityType::PaymentCard | EntityType::Abha
+        )
+    }) {
+        let inside = text[e.start..e.end].replace([' ', '-'], sep);
+        let swapped = format!("{}{inside}{}", &text[..e.start], &text[e.end..]);
+        assert_eq!(
+            tier_of(&c.scan(&swapped)),
+            Tier::Restricted,
+            "a separator change lowered a restricted value's tier"
+        );
     }
-    assert!(r.counts.windows(2).all(|w| w[0].0 < w[1].0));
+    if let Ok(r) = c.scan_request(data, Tier::Confidential) {
+        if !r.unscannable.is_empty() {
+            assert!(r.tier >= Tier::Confidential);
+        }
+        assert!(r.counts.windows(2).all(|w| w[0].0 < w[1].0));
+    }
 });

@@ -42,6 +42,14 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// The `--request` body cannot be scanned completely.
+    #[error("cannot scan request body {path}: {reason}", path = .path.display())]
+    UnscannableRequest {
+        /// The file named by `--request`.
+        path: PathBuf,
+        /// Why (never the content).
+        reason: super::UnscannableBody,
+    },
     /// A `--jsonl` line is not a JSON object.
     #[error("line {line} of the --jsonl input is not valid JSON: {reason}")]
     BadJsonLine {
@@ -117,7 +125,12 @@ pub fn run(
             path: path.clone(),
             source,
         })?;
-        let r = classifier.scan_request(&body, Tier::Restricted);
+        let r = classifier
+            .scan_request(&body, Tier::Restricted)
+            .map_err(|e| CliError::UnscannableRequest {
+                path: path.clone(),
+                reason: e,
+            })?;
         let report = RequestReport {
             tier: r.tier.as_str(),
             entities: Counts(&r.counts),
@@ -306,10 +319,14 @@ mod tests {
             ..CliOptions::default()
         };
         let out = run_str(&opts, "").unwrap();
+        // A body that cannot be scanned completely is an error naming the reason.
+        std::fs::write(&path, b"{\"prompt\":\"\xff\"}").unwrap();
+        let err = run_str(&opts, "").unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(
             out,
-            "{\"tier\":\"restricted\",\"entities\":{\"aadhaar\":1,\"phone\":1},\"unscannable\":[\"image_url\"],\"texts_scanned\":1}\n"
+            "{\"tier\":\"restricted\",\"entities\":{\"aadhaar\":1,\"phone\":1},\"unscannable\":[\"image_url\"],\"texts_scanned\":6}\n"
         );
         let opts = CliOptions {
             request: Some(dir.join("missing.json")),

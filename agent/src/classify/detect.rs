@@ -4,26 +4,47 @@
 //! words. Text without digits or `@` costs one table lookup per byte and allocates
 //! nothing.
 //!
+//! Text with invisible or look-alike characters is first folded ([`super::fold`]) and
+//! the spans mapped back. Digit groups may be separated as the spec allows (up to three
+//! spaces, one line break, or one of `- . _ /`; see [`sep_run_at`]). Only letters and
+//! digits glue: any other character next to a value is a boundary.
+//!
 //! Overlaps are resolved at the end: the longer span wins. Ambiguous numbers (same span,
 //! several valid types) are decided by the nearest context word, else by tier, else by a
-//! fixed priority (payment card before Aadhaar VID).
+//! fixed priority (payment card before Aadhaar VID). Context comes from the words
+//! around a value, the label it was given (a JSON key), and the header of the table
+//! column it is in.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::context::{ContextWords, Cue, Cues};
+use super::context::{label_before, ContextWords, Cue, Cues, Label, LABEL_DISTANCE};
 use super::digits::{
     char_at, char_before, digit_at, digit_before, is_group_sep, is_mask_char, is_word_char,
     may_start_digit,
 };
+use super::fold::fold;
+use super::table::TableCache;
 use super::validators::{
     card_prefix_valid, gst_state_valid, gstin_check_valid, is_state_code, luhn_valid,
     pan_holder_type_valid, verhoeff_valid,
 };
 use super::{Entity, EntityType};
 
-/// Units (letters, digits, single separators) looked at from one start position:
+/// Units (letters, digits, separator runs) looked at from one start position:
 /// enough for a 19-digit card in groups or a phone with its prefix.
 const MAX_UNITS: usize = 40;
+
+/// Separator units: one space or one hyphen (any grouping may use it), any other run
+/// the spec allows between the groups of a standard grouping, and such a run with a
+/// line break in it.
+const SEP: u8 = b' ';
+const SEP_WIDE: u8 = b'~';
+const SEP_LINE: u8 = b'\n';
+/// The longest separator run: three spaces, CR LF, three spaces.
+const MAX_SEP_LEN: usize = 8;
+
+/// A published UPI handle (the part after `@`) per line; `#` starts a comment.
+const UPI_HANDLES: &str = include_str!("upi_handles.txt");
 
 const T_NONE: u8 = 0;
 const T_DIGIT: u8 = 1;
@@ -53,6 +74,8 @@ static TRIGGER: [u8; 256] = {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     context: ContextWords,
+    /// Known UPI handles, lowercase, sorted.
+    upi_handles: Vec<&'static str>,
 }
 
 /// A normalised view of the text from one start: ASCII letters as they are, digits of
@@ -67,13 +90,24 @@ struct Units {
 /// A matcher over units: how many units the entity takes, if it matches.
 type Matcher = fn(&Units) -> Option<usize>;
 
-/// Per-scan bookkeeping so each start position is tried once.
-struct ScanState {
+/// Per-scan bookkeeping: each start position is tried once; the label and table
+/// context of the text.
+struct ScanState<'l> {
     last_start: Option<usize>,
     v6_end: usize,
+    /// The label the text was given (a JSON key), folded.
+    label: Option<&'l str>,
+    table: TableCache,
 }
 
-impl ScanState {
+/// What the context of one value says.
+struct Context {
+    cues: Cues,
+    /// What the word right before it (or its label, or its column header) names it.
+    label: Option<Label>,
+}
+
+impl ScanState<'_> {
     fn first_try(&mut self, start: usize) -> bool {
         if self.last_start.is_none_or(|l| start > l) {
             self.last_start = Some(start);
@@ -93,8 +127,16 @@ impl Default for Classifier {
 impl Classifier {
     /// Builds the classifier (the context-word automaton). Do it once at start-up.
     pub fn new() -> Self {
+        let mut upi_handles: Vec<&'static str> = UPI_HANDLES
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
+            .collect();
+        upi_handles.sort_unstable();
+        upi_handles.dedup();
         Classifier {
             context: ContextWords::new(),
+            upi_handles,
         }
     }
 
@@ -106,13 +148,37 @@ impl Classifier {
     }
 
     /// Appends the entities in `text` to `out` (sorted by start, non-overlapping among
-    /// themselves). Allocates nothing when nothing is found.
+    /// themselves). Allocates nothing when nothing is found in plain text.
     pub fn scan_into(&self, text: &str, out: &mut Vec<Entity>) {
+        self.scan_labelled(text, None, out);
+    }
+
+    /// Like [`Classifier::scan_into`], for a text that has a label: the JSON key it is
+    /// the value of, whose context words apply to it (`"account_no": "..."`).
+    pub fn scan_labelled(&self, text: &str, label: Option<&str>, out: &mut Vec<Entity>) {
+        let folded_label = label.and_then(fold);
+        let label = folded_label.as_ref().map(|f| f.text.as_str()).or(label);
+        match fold(text) {
+            None => self.scan_plain(text, label, out),
+            Some(f) => {
+                let base = out.len();
+                self.scan_plain(&f.text, label, out);
+                for e in &mut out[base..] {
+                    (e.start, e.end) = f.original(e.start, e.end);
+                }
+            }
+        }
+    }
+
+    /// The scan proper, over text with nothing left to fold.
+    fn scan_plain(&self, text: &str, label: Option<&str>, out: &mut Vec<Entity>) {
         let base = out.len();
         let b = text.as_bytes();
         let mut st = ScanState {
             last_start: None,
             v6_end: 0,
+            label,
+            table: TableCache::default(),
         };
         let mut i = 0;
         while i < b.len() {
@@ -122,7 +188,7 @@ impl Classifier {
             }
             match TRIGGER[b[i] as usize] {
                 T_AT => {
-                    i = self.email_or_upi(text, i, out);
+                    i = self.email_or_upi(text, i, &mut st, out);
                     continue;
                 }
                 T_LEAD if digit_at(b, i).is_none() => {
@@ -141,18 +207,25 @@ impl Classifier {
 
     /// Runs the matchers that can start in or just before the word `text[ws..we]`,
     /// which contains a digit.
-    fn word(&self, text: &str, ws: usize, we: usize, st: &mut ScanState, out: &mut Vec<Entity>) {
+    fn word(
+        &self,
+        text: &str,
+        ws: usize,
+        we: usize,
+        st: &mut ScanState<'_>,
+        out: &mut Vec<Entity>,
+    ) {
         let b = text.as_bytes();
         if let Some(pws) = state_word_before(text, ws) {
             if st.first_try(pws) {
-                self.alnum_at(text, pws, out);
+                self.alnum_at(text, pws, st, out);
             }
         }
         if st.first_try(ws) {
             if b[ws].is_ascii_alphabetic() {
-                self.alnum_at(text, ws, out);
+                self.alnum_at(text, ws, st, out);
             } else {
-                self.digits_at(text, ws, out);
+                self.digits_at(text, ws, st, out);
             }
         }
         if ws >= st.v6_end
@@ -167,7 +240,7 @@ impl Classifier {
     }
 
     /// Matchers for entities that start with a letter.
-    fn alnum_at(&self, text: &str, s: usize, out: &mut Vec<Entity>) {
+    fn alnum_at(&self, text: &str, s: usize, st: &mut ScanState<'_>, out: &mut Vec<Entity>) {
         if !start_ok(text, s) {
             return;
         }
@@ -183,18 +256,32 @@ impl Classifier {
         for (kind, m) in matchers {
             if let Some(n) = m(&u) {
                 let e = u.end[n - 1];
-                if end_ok(text, e) {
-                    push(out, kind, s, e);
+                if !end_ok(text, e) {
+                    continue;
                 }
+                // A lowercase PAN only with a PAN word nearby.
+                if kind == EntityType::Pan
+                    && text.as_bytes()[s].is_ascii_lowercase()
+                    && self.context(text, s, e, st).cues.get(Cue::Pan).is_none()
+                {
+                    continue;
+                }
+                push(out, kind, s, e);
             }
         }
     }
 
     /// Matchers for entities that start with a digit: IPv4, GSTIN and the numbers.
-    fn digits_at(&self, text: &str, s: usize, out: &mut Vec<Entity>) {
+    fn digits_at(&self, text: &str, s: usize, st: &mut ScanState<'_>, out: &mut Vec<Entity>) {
         let b = text.as_bytes();
         if let Some(e) = ipv4_at(text, s) {
-            push(out, EntityType::IpAddress, s, e);
+            // `version 10.0.0.1` is a version, not an address.
+            let version = label_before(text, s) == Some(Label::Version)
+                || (label_before(text, s).is_none()
+                    && st.label.and_then(|l| label_before(l, l.len())) == Some(Label::Version));
+            if !version {
+                push(out, EntityType::IpAddress, s, e);
+            }
             return;
         }
         let plus = s > 0 && b[s - 1] == b'+';
@@ -210,19 +297,32 @@ impl Classifier {
                 return;
             }
         }
-        self.number(text, start, plus, &u, out);
+        self.number(text, start, plus, &u, st, out);
     }
 
     /// Digit groups from `u`: tries the longest run of groups first and reports the
-    /// first span that is a valid number of some type.
-    fn number(&self, text: &str, start: usize, plus: bool, u: &Units, out: &mut Vec<Entity>) {
+    /// first span that is a valid number of some type. Runs of groups that stay on
+    /// one line are tried before runs across a line break, so two numbers on
+    /// consecutive lines are never read as one.
+    fn number(
+        &self,
+        text: &str,
+        start: usize,
+        plus: bool,
+        u: &Units,
+        st: &mut ScanState<'_>,
+        out: &mut Vec<Entity>,
+    ) {
         let mut d = [0u8; MAX_UNITS];
         let mut nd = 0;
+        // Digits before each separator, and the separator's kind.
         let mut bounds = [0usize; MAX_UNITS];
+        let mut seps = [0u8; MAX_UNITS];
         let mut nb = 0;
         // (digits so far, bounds so far, byte end) at the end of each group.
         let mut groups = [(0usize, 0usize, 0usize); MAX_UNITS];
         let mut ng = 0;
+        let mut first_line_break = None;
         for k in 0..u.len {
             let c = u.ch[k];
             if c.is_ascii_digit() {
@@ -232,9 +332,13 @@ impl Classifier {
                     groups[ng] = (nd, nb, u.end[k]);
                     ng += 1;
                 }
-            } else if is_group_sep(c) && k + 1 < u.len && u.ch[k + 1].is_ascii_digit() {
+            } else if is_sep_unit(c) && k + 1 < u.len && u.ch[k + 1].is_ascii_digit() {
                 bounds[nb] = nd;
+                seps[nb] = c;
                 nb += 1;
+                if c == SEP_LINE && first_line_break.is_none() {
+                    first_line_break = Some(ng);
+                }
             } else {
                 break;
             }
@@ -242,13 +346,15 @@ impl Classifier {
         if ng == 0 {
             return;
         }
-        // `1234 5678 9012 3456`: a span never starts or ends between two 4-digit groups,
-        // so a part of a longer grouped number is not reported on its own.
+        // `1234 5678 9012 3456`: a span never starts or ends between two 4-digit groups
+        // on one line, so a part of a longer grouped number is not reported on its own.
         let b = text.as_bytes();
         if !plus && groups[0].0 == 4 && four_digit_group_before(b, start) {
             return;
         }
-        for &(n, nbk, end) in groups[..ng].iter().rev() {
+        let one_line = first_line_break.unwrap_or(ng);
+        for gi in (0..one_line).rev().chain((one_line..ng).rev()) {
+            let (n, nbk, end) = groups[gi];
             if !(9..=19).contains(&n) {
                 continue;
             }
@@ -259,24 +365,30 @@ impl Classifier {
             if last_group == 4 && four_digit_group_after(b, end) {
                 continue;
             }
-            if let Some(kind) = self.number_kind(text, start, end, &d[..n], &bounds[..nbk], plus) {
+            let digits = Digits {
+                d: &d[..n],
+                bounds: &bounds[..nbk],
+                seps: &seps[..nbk],
+                plus,
+            };
+            if let Some(kind) = self.number_kind(text, start, end, &digits, st) {
                 push(out, kind, start, end);
                 return;
             }
         }
     }
 
-    /// What the digits `d` (with group boundaries `bounds`) at `text[start..end]` are.
+    /// What the digits at `text[start..end]` are.
     fn number_kind(
         &self,
         text: &str,
         start: usize,
         end: usize,
-        d: &[u8],
-        bounds: &[usize],
-        plus: bool,
+        n: &Digits<'_>,
+        st: &mut ScanState<'_>,
     ) -> Option<EntityType> {
-        let n = d.len();
+        let (d, bounds, plus) = (n.d, n.bounds, n.plus);
+        let len = d.len();
         let mut cands = [EntityType::Aadhaar; 6];
         let mut nc = 0;
         macro_rules! add {
@@ -285,39 +397,44 @@ impl Classifier {
                 nc += 1;
             }};
         }
-        if phone_valid(d, bounds, plus) {
+        if phone_valid(n) {
             add!(EntityType::Phone);
         }
         let plain = bounds.is_empty();
         if !plus {
-            if n == 12 && d[0] >= 2 && (plain || bounds == [4, 8]) && verhoeff_valid(d) {
+            if len == 12 && d[0] >= 2 && (plain || bounds == [4, 8]) && verhoeff_valid(d) {
                 add!(EntityType::Aadhaar);
             }
-            if n == 16 && (plain || bounds == [4, 8, 12]) && verhoeff_valid(d) {
+            if len == 16 && (plain || bounds == [4, 8, 12]) && verhoeff_valid(d) {
                 add!(EntityType::AadhaarVid);
             }
-            if card_grouping_valid(n, bounds) && card_prefix_valid(d) && luhn_valid(d) {
+            if card_grouping_valid(n) && card_prefix_valid(d) && luhn_valid(d) {
                 add!(EntityType::PaymentCard);
             }
-            if n == 14 && bounds == [2, 6, 10] {
+            if len == 14 && bounds == [2, 6, 10] {
                 add!(EntityType::Abha);
             }
         }
-        let bank_eligible = !plus && plain && (9..=18).contains(&n);
-        let abha_bare = !plus && plain && n == 14;
+        let bank_eligible = !plus && plain && (9..=18).contains(&len);
+        let abha_bare = !plus && plain && len == 14;
         if nc == 0 && !bank_eligible && !abha_bare {
             return None;
         }
-        let cues: Cues = self.context.around(text, start, end);
-        if bank_eligible && cues.get(Cue::Account).is_some() {
+        let Context { cues, label } = self.context(text, start, end, st);
+        if bank_eligible && cues.get(Cue::Account).is_some() && !cloud_id(&cues) {
             add!(EntityType::BankAccount);
         }
         if abha_bare && cues.get(Cue::Health).is_some() {
             add!(EntityType::Abha);
         }
         let cands = &mut cands[..nc];
-        // A landline or toll-free word nearer than any mobile word: not a phone.
-        let not_mobile = cues.nearest(&[Cue::Phone, Cue::NotMobile]) == Some(Cue::NotMobile);
+        // A landline or toll-free word nearer than any mobile word, or a label that
+        // names the number as something else: not a phone.
+        let not_mobile = match label {
+            Some(Label::Reference | Label::Landline | Label::Version) => true,
+            Some(Label::Mobile) => false,
+            None => cues.nearest(&[Cue::Phone, Cue::NotMobile]) == Some(Cue::NotMobile),
+        };
         let mut best: Option<(EntityType, Option<usize>)> = None;
         for &k in cands.iter() {
             if k == EntityType::Phone && not_mobile {
@@ -338,8 +455,32 @@ impl Classifier {
         best.map(|(k, _)| k)
     }
 
+    /// The context of `text[start..end]`: words around it (only on its own line in a
+    /// table row), its column header's words, its label's words, and what the word
+    /// right before it (else the header, else the label) names it.
+    fn context(&self, text: &str, start: usize, end: usize, st: &mut ScanState<'_>) -> Context {
+        let cell = st.table.cell(text, start);
+        let (lo, hi) = cell.map_or((0, text.len()), |c| c.line);
+        let mut cues = self.context.around(text, start, end, lo, hi);
+        let mut label = label_before(text, start);
+        let header = cell.map(|c| &text[c.header.0..c.header.1]);
+        for l in [header, st.label].into_iter().flatten() {
+            cues.merge(&self.context.in_label(l, LABEL_DISTANCE));
+            if label.is_none() {
+                label = label_before(l, l.len());
+            }
+        }
+        Context { cues, label }
+    }
+
     /// E-mail or UPI id around the `@` at `at`; returns where the main loop resumes.
-    fn email_or_upi(&self, text: &str, at: usize, out: &mut Vec<Entity>) -> usize {
+    fn email_or_upi(
+        &self,
+        text: &str,
+        at: usize,
+        st: &mut ScanState<'_>,
+        out: &mut Vec<Entity>,
+    ) -> usize {
         let b = text.as_bytes();
         let mut ls = at;
         while ls > 0 && is_local_byte(b[ls - 1]) {
@@ -374,13 +515,47 @@ impl Classifier {
             let upi_local = local
                 .iter()
                 .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-            (upi_local && domain.len() >= 2 && domain.iter().all(u8::is_ascii_alphabetic))
-                .then_some(EntityType::UpiId)
+            let shape =
+                upi_local && domain.len() >= 2 && domain.iter().all(u8::is_ascii_alphabetic);
+            // `pkg@latest`, `git@github`: only a known handle, or a UPI word nearby.
+            (shape
+                && (self.known_upi_handle(domain)
+                    || self.context(text, ls, de, st).cues.get(Cue::Upi).is_some()))
+            .then_some(EntityType::UpiId)
         };
         if let Some(kind) = kind {
             push(out, kind, ls, de);
         }
         de
+    }
+}
+
+impl Classifier {
+    /// Whether `handle` (ASCII letters) is a published UPI handle, in any case.
+    fn known_upi_handle(&self, handle: &[u8]) -> bool {
+        let mut lower = [0u8; 32];
+        let Some(l) = lower.get_mut(..handle.len()) else {
+            return false;
+        };
+        l.copy_from_slice(handle);
+        l.make_ascii_lowercase();
+        std::str::from_utf8(l).is_ok_and(|h| self.upi_handles.binary_search(&h).is_ok())
+    }
+}
+
+/// The digits of a candidate number: values, group boundaries (digits before each
+/// separator) and each separator's kind, and whether a `+` precedes them.
+struct Digits<'a> {
+    d: &'a [u8],
+    bounds: &'a [usize],
+    seps: &'a [u8],
+    plus: bool,
+}
+
+impl Digits<'_> {
+    /// Whether every separator after the first `skip` is a single space or hyphen.
+    fn plain_seps_after(&self, skip: usize) -> bool {
+        self.seps.iter().skip(skip).all(|&k| k == SEP)
     }
 }
 
@@ -398,8 +573,11 @@ impl Units {
                 (c, 1)
             } else if let Some((v, l)) = digit_at(b, i) {
                 (b'0' + v, l)
-            } else if is_group_sep(c) && u.len > 0 && !is_group_sep(u.ch[u.len - 1]) {
-                (c, 1)
+            } else if u.len > 0 && !is_sep_unit(u.ch[u.len - 1]) {
+                match sep_run_at(b, i) {
+                    Some((len, kind)) => (kind, len),
+                    None => break,
+                }
             } else {
                 break;
             };
@@ -408,7 +586,7 @@ impl Units {
             u.end[u.len] = i;
             u.len += 1;
         }
-        if u.len > 0 && is_group_sep(u.ch[u.len - 1]) {
+        if u.len > 0 && is_sep_unit(u.ch[u.len - 1]) {
             u.len -= 1;
         }
         u
@@ -464,9 +642,11 @@ fn better(a: EntityType, da: Option<usize>, b: EntityType, db: Option<usize>) ->
 }
 
 /// Indian mobile: optional `+91`/`91`/`0` prefix, then 10 digits starting 6-9, grouped
-/// as 10, 5-5, 3-3-4 or 4-3-3; a separator may follow the prefix.
-fn phone_valid(d: &[u8], bounds: &[usize], plus: bool) -> bool {
-    let n = d.len();
+/// as 10, 5-5 (with any separator the spec allows), 3-3-4 or 4-3-3 (single space or
+/// hyphen); any separator may follow the prefix.
+fn phone_valid(n: &Digits<'_>) -> bool {
+    let (d, bounds, plus) = (n.d, n.bounds, n.plus);
+    let len = d.len();
     let prefixes: [usize; 3] = [0, 2, 1];
     prefixes.into_iter().any(|p| {
         if plus && p != 2 {
@@ -475,14 +655,15 @@ fn phone_valid(d: &[u8], bounds: &[usize], plus: bool) -> bool {
         let prefix_ok = match p {
             0 => true,
             1 => d[0] == 0,
-            _ => n >= 2 && d[0] == 9 && d[1] == 1,
+            _ => len >= 2 && d[0] == 9 && d[1] == 1,
         };
-        if !prefix_ok || n != p + 10 || d[p] < 6 {
+        if !prefix_ok || len != p + 10 || d[p] < 6 {
             return false;
         }
         if bounds.iter().any(|&b| b < p) {
             return false;
         }
+        let after_prefix = bounds.iter().filter(|&&b| b <= p).count();
         let mut rest = [0usize; 4];
         let mut nr = 0;
         for &b in bounds.iter().filter(|&&b| b > p) {
@@ -492,19 +673,35 @@ fn phone_valid(d: &[u8], bounds: &[usize], plus: bool) -> bool {
             rest[nr] = b - p;
             nr += 1;
         }
-        matches!(&rest[..nr], [] | [5] | [3, 6] | [4, 7])
+        match &rest[..nr] {
+            [] | [5] => true,
+            [3, 6] | [4, 7] => n.plain_seps_after(after_prefix),
+            _ => false,
+        }
     })
 }
 
-/// Cards are written as one run, in fours (the last group shorter), or 4-6-5 / 4-6-4.
-fn card_grouping_valid(n: usize, bounds: &[usize]) -> bool {
-    if !(13..=19).contains(&n) {
+/// Cards are written as one run, in fours (the last group shorter), or 4-6-5 / 4-6-4
+/// (Amex, Diners), with any separator the spec allows.
+fn card_grouping_valid(n: &Digits<'_>) -> bool {
+    let (len, bounds) = (n.d.len(), n.bounds);
+    if !(13..=19).contains(&len) {
         return false;
     }
     if bounds.is_empty() || bounds == [4, 10] {
         return true;
     }
-    bounds.iter().enumerate().all(|(i, &b)| b == 4 * (i + 1)) && n - bounds.len() * 4 <= 4
+    bounds.iter().enumerate().all(|(i, &b)| b == 4 * (i + 1)) && len - bounds.len() * 4 <= 4
+}
+
+/// Whether a cloud provider's word labels the number (`AWS account 123456789012`):
+/// nearer than, or about as near as, the account word.
+fn cloud_id(cues: &Cues) -> bool {
+    match (cues.get(Cue::Cloud), cues.get(Cue::Account)) {
+        (Some(c), Some(a)) => c <= a + 16,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 fn is_upper(c: u8) -> bool {
@@ -554,9 +751,9 @@ fn match_ifsc(u: &Units) -> Option<usize> {
         .then_some(11)
 }
 
-/// Skips one optional separator at `k`.
+/// Skips one optional single space or hyphen at `k`.
 fn opt_sep(u: &Units, k: usize) -> usize {
-    if is_group_sep(u.get(k)) {
+    if u.get(k) == SEP {
         k + 1
     } else {
         k
@@ -715,12 +912,46 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
     }
 }
 
-/// Whether `text[..s]` ends with a space after a group of exactly four digits.
-fn four_digit_group_before(b: &[u8], s: usize) -> bool {
-    if s == 0 || b[s - 1] != b' ' {
-        return false;
+/// A separator run starting at `i` (in folded text), as the spec allows between the
+/// groups of a number: up to three spaces or tabs; or one line break with up to three
+/// spaces or tabs on each side; or one of `- . _ /` with at most one space on each
+/// side. Returns its length and kind ([`SEP`] for one space or one hyphen).
+fn sep_run_at(b: &[u8], i: usize) -> Option<(usize, u8)> {
+    let ws = |c: &u8| matches!(c, b' ' | b'\t');
+    let lead = b[i..].iter().take(4).take_while(|c| ws(c)).count();
+    if lead > 3 {
+        return None;
     }
-    let mut i = s - 1;
+    let j = i + lead;
+    let (mid, kind, max_trail) = match b.get(j) {
+        Some(b'\r') if b.get(j + 1) == Some(&b'\n') => (2, SEP_LINE, 3),
+        Some(b'\n' | b'\r') => (1, SEP_LINE, 3),
+        Some(b'-' | b'.' | b'_' | b'/') if lead <= 1 => (1, SEP_WIDE, 1),
+        _ => (0, SEP_WIDE, 0),
+    };
+    if lead == 0 && mid == 0 {
+        return None;
+    }
+    let k = j + mid;
+    let trail = b[k..]
+        .iter()
+        .take(max_trail + 1)
+        .take_while(|c| ws(c))
+        .count();
+    if trail > max_trail {
+        return None;
+    }
+    let len = lead + mid + trail;
+    let plain = len == 1 && (b[i] == b' ' || b[i] == b'-');
+    Some((len, if plain { SEP } else { kind }))
+}
+
+fn is_sep_unit(c: u8) -> bool {
+    matches!(c, SEP | SEP_WIDE | SEP_LINE)
+}
+
+/// Whether exactly four digits end at `i` (no digit before them).
+fn four_digits_end_at(b: &[u8], mut i: usize) -> bool {
     for _ in 0..4 {
         match digit_before(b, i) {
             Some((_, l)) => i -= l,
@@ -730,12 +961,26 @@ fn four_digit_group_before(b: &[u8], s: usize) -> bool {
     digit_before(b, i).is_none()
 }
 
-/// Whether `text[e..]` starts with a space and a group of exactly four digits.
+/// Whether `text[..s]` ends with a group of exactly four digits and a separator on
+/// the same line.
+fn four_digit_group_before(b: &[u8], s: usize) -> bool {
+    (1..=MAX_SEP_LEN.min(s)).any(|len| {
+        let j = s - len;
+        matches!(sep_run_at(b, j), Some((l, kind)) if l == len && kind != SEP_LINE)
+            && four_digits_end_at(b, j)
+    })
+}
+
+/// Whether `text[e..]` starts with a separator on the same line and a group of
+/// exactly four digits.
 fn four_digit_group_after(b: &[u8], e: usize) -> bool {
-    if b.get(e) != Some(&b' ') {
+    let Some((len, kind)) = (e < b.len()).then(|| sep_run_at(b, e)).flatten() else {
+        return false;
+    };
+    if kind == SEP_LINE {
         return false;
     }
-    let mut i = e + 1;
+    let mut i = e + len;
     for _ in 0..4 {
         match digit_at(b, i) {
             Some((_, l)) => i += l,
@@ -764,7 +1009,7 @@ fn start_ok(text: &str, s: usize) -> bool {
     let Some(c) = char_before(text, s) else {
         return true;
     };
-    if is_word_char(c) || is_mask_char(c) {
+    if is_word_char(c) {
         return false;
     }
     // `1.5`, `12-3456`: the tail of a decimal or of a hyphen-joined number.
@@ -783,7 +1028,7 @@ fn end_ok(text: &str, e: usize) -> bool {
     let Some(c) = char_at(text, e) else {
         return true;
     };
-    if is_word_char(c) || is_mask_char(c) {
+    if is_word_char(c) {
         return false;
     }
     if (c == '.' || c == '-') && digit_at(b, e + 1).is_some() {
@@ -795,32 +1040,39 @@ fn end_ok(text: &str, e: usize) -> bool {
     true
 }
 
-/// A run of at least two mask characters ending at `i` that is a word of its own.
+/// A masking group ending at `i` (`XXXX`, `****`, `••`) that is a word of its own. Two
+/// asterisks alone are markdown emphasis (`**Aadhaar:** 2345 6789 0124`), not a mask.
 fn masked_run_before(text: &str, i: usize) -> bool {
     let mut j = i;
-    let mut n = 0;
+    let (mut n, mut stars) = (0, 0);
     while let Some(c) = char_before(text, j) {
         if !is_mask_char(c) {
             break;
         }
         j -= c.len_utf8();
         n += 1;
+        stars += usize::from(c == '*');
     }
-    n >= 2 && char_before(text, j).is_none_or(|c| !is_word_char(c))
+    is_mask_group(n, stars) && char_before(text, j).is_none_or(|c| !is_word_char(c))
 }
 
-/// A run of at least two mask characters starting at `i` that is a word of its own.
+/// A masking group starting at `i` (mirror of [`masked_run_before`]).
 fn masked_run_after(text: &str, i: usize) -> bool {
     let mut j = i;
-    let mut n = 0;
+    let (mut n, mut stars) = (0, 0);
     while let Some(c) = char_at(text, j) {
         if !is_mask_char(c) {
             break;
         }
         j += c.len_utf8();
         n += 1;
+        stars += usize::from(c == '*');
     }
-    n >= 2 && char_at(text, j).is_none_or(|c| !is_word_char(c))
+    is_mask_group(n, stars) && char_at(text, j).is_none_or(|c| !is_word_char(c))
+}
+
+fn is_mask_group(n: usize, stars: usize) -> bool {
+    n >= 2 && !(n == 2 && stars == 2)
 }
 
 fn push(out: &mut Vec<Entity>, kind: EntityType, start: usize, end: usize) {

@@ -100,10 +100,12 @@ pub(crate) fn is_word_char(c: char) -> bool {
     c.is_alphanumeric()
 }
 
-/// Characters used to mask numbers (`XXXX XXXX 1234`, `****1234`).
+/// Characters used to mask numbers (`XXXX XXXX 1234`, `**** **** 1234`). Next to a
+/// value they are boundaries like any other punctuation (`**2345 6789 0124**` is bold);
+/// only a masking group of its own before or after the digits makes them masked.
 #[inline]
 pub(crate) fn is_mask_char(c: char) -> bool {
-    matches!(c, 'X' | 'x' | '*' | '•' | '#' | '×')
+    matches!(c, 'X' | 'x' | '*' | '•' | '×')
 }
 
 /// A separator allowed between digit groups.

@@ -1,22 +1,26 @@
 //! Classifies a whole OpenAI-style request body (`/v1/chat/completions`, `/v1/completions`,
-//! `/v1/embeddings`, `/v1/responses`).
+//! `/v1/embeddings`, `/v1/responses`, and any other JSON body).
 //!
-//! Rather than a list of the fields a model reads (which silently misses the next field
-//! OpenAI adds), the walk is fail-closed: every JSON *string value* is scanned except the
-//! values of a few keys that only hold identifiers or enum words (`model`, `role`, `type`,
-//! `id`, `tool_call_id`, ...). Keys are never scanned; numbers, booleans and null are
-//! never scanned (they are parameters or token ids). So `messages[].content` (string or
-//! parts), `name`, tool results, `instructions`, `input`, `prompt`, `tools[]` descriptions
-//! and `metadata` are all covered. `name` is scanned on purpose: it is free text that
-//! reaches the provider and people put real names and numbers there.
+//! Residency is about every byte that leaves, not only what the model reads, so the
+//! walk scans **every JSON string value and every object key**, in every field
+//! (`model`, `role`, `name`, `user`, `metadata`, `logit_bias` keys, tool schemas, stop
+//! sequences, fields nobody here knows of), after JSON decoding; a repeated key is
+//! scanned in every occurrence. A string value is scanned with its key as a label, so
+//! `"account_no": "123456789012"` has its account context. Numbers, booleans and null
+//! are not text (they are parameters or token ids). Adjacent text parts of one
+//! message are also scanned as if joined, since the model reads them as one text.
 //!
-//! `arguments` (tool calls, legacy `function_call`) is JSON inside a string: it is scanned
-//! as text after decoding its own `\uXXXX` escapes, so keys inside it still act as
-//! context words (`{"account_no": "..."}`).
+//! `arguments` (tool calls, legacy `function_call`) is JSON inside a string: it is
+//! walked as JSON (its keys label its values), or scanned as text after decoding its
+//! escapes when it is not JSON.
 //!
-//! Content the scanner cannot read (images, audio, files) is recorded by kind and skipped;
-//! its presence raises the tier to the caller's `unscannable_tier`. A body that is not
-//! JSON is scanned as (lossy UTF-8) text.
+//! Content the scanner cannot read (images, audio, files) is recorded by kind; its
+//! presence raises the tier to the caller's `unscannable_tier`. Its other strings (a
+//! URL, a file name) are still scanned; a `data:` URL's base64 payload is not.
+//!
+//! A body that cannot be decoded completely (not UTF-8, not JSON, truncated, nested
+//! deeper than [`MAX_DEPTH`]) is an [`UnscannableBody`] error: it is refused, never
+//! scanned as raw bytes and forwarded.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,29 +38,25 @@ pub struct RequestClassification {
     pub counts: Vec<(EntityType, u32)>,
     /// Kinds of content that could not be scanned (e.g. `image_url`), sorted, no repeats.
     pub unscannable: Vec<String>,
-    /// How many text fields were scanned.
+    /// How many string values were scanned (keys not counted).
     pub texts_scanned: u32,
 }
 
-/// Keys whose string values are identifiers or enum words, not text a model reads.
-const SKIP_KEYS: &[&str] = &[
-    "model",
-    "role",
-    "type",
-    "id",
-    "tool_call_id",
-    "call_id",
-    "object",
-    "encoding_format",
-    "detail",
-    "service_tier",
-    "voice",
-    "format",
-    "reasoning_effort",
-    "previous_response_id",
-    "prompt_cache_key",
-    "modalities",
-];
+/// Why a request body could not be scanned. The message names the reason, never the
+/// content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnscannableBody {
+    /// The body is not valid UTF-8.
+    #[error("request body is not valid UTF-8 (invalid byte at offset {0}); it cannot be scanned, so it is not forwarded")]
+    InvalidUtf8(usize),
+    /// The JSON nests deeper than the scanner reads.
+    #[error("request body nests JSON deeper than {MAX_DEPTH} levels; it cannot be scanned, so it is not forwarded")]
+    TooDeep,
+    /// The body is not one complete JSON document (syntax error, bad escape, truncated).
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+}
 
 /// Content part types that carry images, audio or files.
 const UNSCANNABLE_TYPES: &[&str] = &[
@@ -70,14 +70,16 @@ const UNSCANNABLE_TYPES: &[&str] = &[
     "input_file",
 ];
 
-/// The nesting depth after which a body is treated as text (serde_json stops at 128).
-const MAX_DEPTH: usize = 128;
+/// The deepest nesting the scanner reads (serde_json's recursion limit); a deeper body
+/// is refused.
+pub const MAX_DEPTH: usize = 128;
 
 /// A parsed JSON value that borrows its strings from the body unless they contain
 /// escapes, and keeps no numbers: what the walk needs, with few allocations.
 enum Json<'a> {
     Str(Cow<'a, str>),
     Arr(Vec<Json<'a>>),
+    /// Every entry, repeated keys included, in order.
     Obj(Vec<(Cow<'a, str>, Json<'a>)>),
     /// Numbers, booleans and null.
     Other,
@@ -122,9 +124,25 @@ impl RequestClassification {
 }
 
 impl Classifier {
-    /// Classifies a request body; content that cannot be scanned raises the tier to at
-    /// least `unscannable_tier`.
-    pub fn scan_request(&self, body: &[u8], unscannable_tier: Tier) -> RequestClassification {
+    /// Classifies a JSON request body; content that cannot be scanned raises the tier
+    /// to at least `unscannable_tier`. A body that cannot be decoded completely is an
+    /// error.
+    pub fn scan_request(
+        &self,
+        body: &[u8],
+        unscannable_tier: Tier,
+    ) -> Result<RequestClassification, UnscannableBody> {
+        self.scan_request_with_headers(body, &[], unscannable_tier)
+    }
+
+    /// Like [`Classifier::scan_request`], also scanning the values of the headers
+    /// that are forwarded with the body (each labelled by its name).
+    pub fn scan_request_with_headers(
+        &self,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        unscannable_tier: Tier,
+    ) -> Result<RequestClassification, UnscannableBody> {
         let mut walk = Walk {
             classifier: self,
             counts: [0; EntityType::ALL.len()],
@@ -132,12 +150,28 @@ impl Classifier {
             texts: 0,
             found: Vec::new(),
         };
-        match serde_json::from_slice::<Json<'_>>(body) {
-            Ok(v) => walk.value(&v, 0),
-            Err(_) => walk.text(&String::from_utf8_lossy(body)),
+        for (name, value) in headers {
+            walk.text(value, Some(name));
         }
-        walk.finish(unscannable_tier)
+        let v = parse(body)?;
+        walk.value(&v, None, 0);
+        Ok(walk.finish(unscannable_tier))
     }
+}
+
+/// Parses a body completely, or says why it cannot be.
+fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(UnscannableBody::InvalidUtf8(e.valid_up_to()));
+    }
+    serde_json::from_slice::<Json<'_>>(body).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with("recursion limit exceeded") {
+            UnscannableBody::TooDeep
+        } else {
+            UnscannableBody::InvalidJson(msg)
+        }
+    })
 }
 
 impl<'de> Deserialize<'de> for Json<'de> {
@@ -192,9 +226,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Json<'de>>()? {
-            if !matches!(item, Json::Other) {
-                items.push(item);
-            }
+            items.push(item);
         }
         Ok(Json::Arr(items))
     }
@@ -202,10 +234,9 @@ impl<'de> Visitor<'de> for JsonVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
         let mut entries = Vec::new();
         while let Some((key, value)) = map.next_entry::<Json<'de>, Json<'de>>()? {
+            // JSON object keys are always strings.
             if let Json::Str(key) = key {
-                if !matches!(value, Json::Other) {
-                    entries.push((key, value));
-                }
+                entries.push((key, value));
             }
         }
         Ok(Json::Obj(entries))
@@ -223,15 +254,13 @@ impl Json<'_> {
 }
 
 impl Walk<'_> {
-    fn value(&mut self, v: &Json<'_>, depth: usize) {
-        if depth > MAX_DEPTH {
-            return;
-        }
+    fn value(&mut self, v: &Json<'_>, key: Option<&str>, depth: usize) {
         match v {
-            Json::Str(s) => self.text(s),
+            Json::Str(s) => self.string(s, key),
             Json::Arr(items) => {
+                self.joined_parts(items);
                 for item in items {
-                    self.value(item, depth + 1);
+                    self.value(item, key, depth + 1);
                 }
             }
             Json::Obj(_) => self.object(v, depth + 1),
@@ -246,19 +275,19 @@ impl Walk<'_> {
         if let Some(Json::Str(t)) = obj.get("type") {
             if UNSCANNABLE_TYPES.contains(&t.as_ref()) {
                 self.mark(t);
-                return;
             }
         }
         for (key, v) in entries {
             let key = key.as_ref();
-            if SKIP_KEYS.contains(&key) {
-                continue;
-            }
+            self.key(key);
             match (key, v) {
-                ("arguments", Json::Str(s)) => self.arguments(s),
+                ("arguments", Json::Str(s)) => self.arguments(s, depth),
                 // An assistant message that refers to earlier audio output.
-                ("audio", Json::Obj(_)) if obj.get("role").is_some() => self.mark("audio"),
-                _ => self.value(v, depth),
+                ("audio", Json::Obj(_)) if obj.get("role").is_some() => {
+                    self.mark("audio");
+                    self.value(v, Some(key), depth);
+                }
+                _ => self.value(v, Some(key), depth),
             }
         }
     }
@@ -269,20 +298,93 @@ impl Walk<'_> {
         }
     }
 
-    fn arguments(&mut self, s: &str) {
-        if s.contains('\\') {
-            self.text(&unescape_json_text(s));
-        } else {
-            self.text(s);
+    /// Tool-call arguments: JSON in a string, walked as JSON when it is.
+    fn arguments(&mut self, s: &str, depth: usize) {
+        match serde_json::from_str::<Json<'_>>(s) {
+            Ok(v) if depth < MAX_DEPTH => self.value(&v, Some("arguments"), depth),
+            _ if s.contains('\\') => self.string(&unescape_json_text(s), Some("arguments")),
+            _ => self.string(s, Some("arguments")),
         }
     }
 
-    fn text(&mut self, s: &str) {
+    /// A string value, labelled by its key. A `data:` URL's base64 payload is content
+    /// of the kind its part declares, not text.
+    fn string(&mut self, s: &str, key: Option<&str>) {
         self.texts += 1;
+        let s = match s
+            .strip_prefix("data:")
+            .and_then(|r| r.split_once(";base64,"))
+        {
+            Some((media, _)) => media,
+            None => s,
+        };
+        self.text(s, key);
+    }
+
+    fn key(&mut self, k: &str) {
+        self.text(k, None);
+    }
+
+    fn text(&mut self, s: &str, label: Option<&str>) {
         self.found.clear();
-        self.classifier.scan_into(s, &mut self.found);
+        self.classifier.scan_labelled(s, label, &mut self.found);
         for e in &self.found {
             self.counts[e.kind as usize] += 1;
+        }
+    }
+
+    /// Adjacent text parts (`[{"type":"text","text":"..."}, ...]`) are also scanned
+    /// joined, as the model reads them; only entities across a part boundary are
+    /// counted (those inside one part are counted when the part is scanned). Joined
+    /// directly and with a line break, so neither way of splitting a number hides it.
+    fn joined_parts(&mut self, items: &[Json<'_>]) {
+        let mut run: Vec<&str> = Vec::new();
+        for item in items.iter().map(Some).chain([None]) {
+            match item.and_then(|i| i.get("text")) {
+                Some(Json::Str(t)) => run.push(t),
+                _ => {
+                    if run.len() >= 2 {
+                        self.scan_joined(&run);
+                    }
+                    run.clear();
+                }
+            }
+        }
+    }
+
+    fn scan_joined(&mut self, parts: &[&str]) {
+        // (kind, part, offset in part) of each entity counted, across both joins.
+        let mut counted: Vec<(EntityType, usize, usize)> = Vec::new();
+        for sep in ["", "\n"] {
+            let mut joined = String::new();
+            // (end of part i, start of part i + 1) in `joined`.
+            let mut seams = Vec::with_capacity(parts.len());
+            let mut starts = Vec::with_capacity(parts.len());
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    let end = joined.len();
+                    joined.push_str(sep);
+                    seams.push((end, joined.len()));
+                }
+                starts.push(joined.len());
+                joined.push_str(p);
+            }
+            self.found.clear();
+            self.classifier.scan_into(&joined, &mut self.found);
+            for e in &self.found {
+                if !seams
+                    .iter()
+                    .any(|&(end, next)| e.start < end && e.end > next)
+                {
+                    continue;
+                }
+                let part = starts.iter().rposition(|&s| s <= e.start).unwrap_or(0);
+                let id = (e.kind, part, e.start - starts[part]);
+                if !counted.contains(&id) {
+                    counted.push(id);
+                    self.counts[e.kind as usize] += 1;
+                }
+            }
         }
     }
 
@@ -373,7 +475,9 @@ mod tests {
     use super::*;
 
     fn classify(body: &str) -> RequestClassification {
-        Classifier::new().scan_request(body.as_bytes(), Tier::Restricted)
+        Classifier::new()
+            .scan_request(body.as_bytes(), Tier::Restricted)
+            .unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
     fn count(r: &RequestClassification, k: EntityType) -> u32 {
@@ -403,27 +507,24 @@ mod tests {
         assert_eq!(count(&r, EntityType::Email), 1);
         assert_eq!(count(&r, EntityType::Phone), 1);
         assert!(r.unscannable.is_empty());
-        assert_eq!(r.texts_scanned, 5);
+        // Every string value: model, 4 roles, 3 types, 5 texts.
+        assert_eq!(r.texts_scanned, 13);
         assert_eq!(r.summary(), "aadhaar:1,pan:1,phone:1,email:1");
     }
 
     #[test]
     fn tool_calls_results_and_legacy_function_call() {
         let body = r#"{"messages":[
-            {"role":"assistant","tool_calls":[{"id":"call_9876543210","type":"function",
+            {"role":"assistant","tool_calls":[{"id":"call_a1","type":"function",
               "function":{"name":"lookup","arguments":"{\"account_no\": \"123456789012345\"}"}}]},
-            {"role":"tool","tool_call_id":"call_9876543210","content":"card 4111 1111 1111 1111"},
-            {"role":"assistant","function_call":{"name":"f","arguments":"{\"vid\":\"\\u0032740885595406626\"}"}}
+            {"role":"tool","tool_call_id":"call_a1","content":"card 4111 1111 1111 1111"},
+            {"role":"assistant","function_call":{"name":"f","arguments":"{\"vid\":\"\\u0032740885595406626\"}"}},
+            {"role":"assistant","function_call":{"name":"g","arguments":"not json: acct 123456789012345"}}
         ]}"#;
         let r = classify(body);
-        assert_eq!(count(&r, EntityType::BankAccount), 1, "{r:?}");
+        assert_eq!(count(&r, EntityType::BankAccount), 2, "{r:?}");
         assert_eq!(count(&r, EntityType::PaymentCard), 1, "{r:?}");
         assert_eq!(count(&r, EntityType::AadhaarVid), 1, "{r:?}");
-        assert_eq!(
-            count(&r, EntityType::Phone),
-            0,
-            "ids are not scanned: {r:?}"
-        );
     }
 
     #[test]
@@ -454,7 +555,9 @@ mod tests {
             {"type":"text","text":"what is this?"},
             {"type":"image_url","image_url":{"url":"data:image/png;base64,NDExMTExMTExMTExMTExMQ=="}},
             {"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}"#;
-        let r = Classifier::new().scan_request(body.as_bytes(), Tier::Confidential);
+        let r = Classifier::new()
+            .scan_request(body.as_bytes(), Tier::Confidential)
+            .unwrap();
         assert_eq!(r.tier, Tier::Confidential);
         assert_eq!(r.unscannable, vec!["image_url", "input_audio"]);
         assert!(r.counts.is_empty());
@@ -463,16 +566,82 @@ mod tests {
         );
         assert_eq!(r.unscannable, vec!["input_file"]);
         assert_eq!(r.tier, Tier::Restricted);
+        // The URL of an image is still text that leaves.
+        let r = classify(
+            r#"{"messages":[{"role":"user","content":[{"type":"image_url",
+                "image_url":{"url":"https://kyc.example/2345-6789-0124.png"}}]}]}"#,
+        );
+        assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
     }
 
     #[test]
-    fn keys_model_role_and_type_are_not_scanned() {
+    fn every_field_and_every_key_is_scanned() {
         let r = classify(
-            r#"{"model":"NXAFQ3778H","messages":[{"role":"deepa@okaxis","type":"9876543210",
-                "NXAFQ3778H":1,"content":"hello"}]}"#,
+            r#"{"model":"NXAFQ3778H","user":"2345 6789 0124",
+                "messages":[{"role":"deepa@okaxis","name":"Ravi 9876543210","content":"hello"}],
+                "metadata":{"ticket":"ok","4111111111111111":"x"},
+                "logit_bias":{"341777631706":5},
+                "response_format":{"type":"json_schema","json_schema":{"name":"r",
+                    "schema":{"type":"object","properties":{"v":{"enum":["SBIN0001234"]}}}}},
+                "stop":["ABHA 12-3456-7890-1234"],
+                "unknown_field":{"deep":["10.1.2.3"]}}"#,
         );
-        assert_eq!(r.tier, Tier::Public, "{r:?}");
-        assert_eq!(r.texts_scanned, 1);
+        // The user's Aadhaar and the logit_bias key (a valid Aadhaar too).
+        assert_eq!(count(&r, EntityType::Aadhaar), 2, "{r:?}");
+        for k in [
+            EntityType::Pan,
+            EntityType::UpiId,
+            EntityType::Phone,
+            EntityType::PaymentCard,
+            EntityType::Ifsc,
+            EntityType::Abha,
+            EntityType::IpAddress,
+        ] {
+            assert_eq!(count(&r, k), 1, "{k}: {r:?}");
+        }
+        let r = classify(r#"{"logit_bias":{"234567890124":5}}"#);
+        assert_eq!(r.tier, Tier::Restricted);
+    }
+
+    #[test]
+    fn repeated_keys_are_scanned_in_every_occurrence() {
+        let r = classify(r#"{"user":"ok","user":"Aadhaar 2345 6789 0124","user":"PAN NXAFQ3778H"}"#);
+        assert_eq!(count(&r, EntityType::Aadhaar), 1);
+        assert_eq!(count(&r, EntityType::Pan), 1);
+    }
+
+    #[test]
+    fn keys_label_their_values() {
+        let r = classify(r#"{"metadata":{"account_no":"123456789012345","invoiceNo":"9876543210"}}"#);
+        assert_eq!(count(&r, EntityType::BankAccount), 1, "{r:?}");
+        assert_eq!(count(&r, EntityType::Phone), 0, "an invoice number: {r:?}");
+        let r = classify(r#"{"metadata":{"customer_mobile":"9876543210"}}"#);
+        assert_eq!(count(&r, EntityType::Phone), 1, "{r:?}");
+    }
+
+    #[test]
+    fn adjacent_text_parts_are_scanned_joined() {
+        for (a, b) in [
+            ("Aadhaar 2345 6789", " 0124"),
+            ("Aadhaar 2345 6789 01", "24 please"),
+            ("Aadhaar 2345 6789", "0124"),
+        ] {
+            let body = serde_json::json!({"messages":[{"role":"user","content":[
+                {"type":"text","text":a},{"type":"text","text":b}]}]})
+            .to_string();
+            let r = classify(&body);
+            assert_eq!(count(&r, EntityType::Aadhaar), 1, "{a:?} + {b:?}: {r:?}");
+        }
+        // Entities inside one part are counted once, not again for the join.
+        let body = serde_json::json!({"input":[{"role":"user","content":[
+            {"type":"input_text","text":"PAN NXAFQ3778H"},{"type":"input_text","text":"and more"}]}]})
+        .to_string();
+        assert_eq!(count(&classify(&body), EntityType::Pan), 1);
+        // Separate messages are not joined (out of scope in the spec).
+        let body = serde_json::json!({"messages":[
+            {"role":"user","content":"Aadhaar 2345 6789"},{"role":"user","content":"0124"}]})
+        .to_string();
+        assert_eq!(count(&classify(&body), EntityType::Aadhaar), 0);
     }
 
     #[test]
@@ -485,17 +654,65 @@ mod tests {
             r#"{"prompt":"आधार \u0969\u096a\u0967\u096d \u096d\u096d\u096c\u0969 \u0967\u096d\u0966\u096c"}"#,
         );
         assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
+        // Invisible characters as escapes.
+        let r = classify(r#"{"prompt":"Aadhaar 2345\u200b6789\u00ad0124"}"#);
+        assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
     }
 
     #[test]
-    fn non_json_body_is_scanned_as_text() {
-        let r = classify("not json: Aadhaar 3417-7763-1706 \u{FFFD}");
+    fn bodies_that_cannot_be_decoded_are_refused_with_the_reason() {
+        let c = Classifier::new();
+        let scan = |b: &[u8]| c.scan_request(b, Tier::Public);
+        // Invalid UTF-8, even next to escapes that would decode to digits.
+        let mut body = br#"{"prompt":"Aadhaar \u0032345 6789 0124 "#.to_vec();
+        body.extend_from_slice(b"\xff\"}");
+        let e = scan(&body).unwrap_err();
+        assert_eq!(e, UnscannableBody::InvalidUtf8(body.len() - 3));
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        // Nested deeper than the scanner reads.
+        let deep = format!(
+            r#"{{"a":{}"\u0032345 6789 0124"{}}}"#,
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
+        let e = scan(deep.as_bytes()).unwrap_err();
+        assert_eq!(e, UnscannableBody::TooDeep);
+        assert!(e.to_string().contains("nests"), "{e}");
+        // At the limit it is read.
+        let ok = format!(
+            r#"{}"\u0032345 6789 0124"{}"#,
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(scan(ok.as_bytes()).unwrap().tier, Tier::Restricted);
+        // Bad escapes, lone surrogates, truncation, not JSON at all.
+        for bad in [
+            r#"{"prompt":"\q"}"#,
+            r#"{"prompt":"\ud800"}"#,
+            r#"{"prompt":"Aadhaar 2345 6789 0124"#,
+            "Aadhaar 2345 6789 0124",
+            "",
+        ] {
+            assert!(
+                matches!(scan(bad.as_bytes()), Err(UnscannableBody::InvalidJson(_))),
+                "{bad}"
+            );
+        }
+        // The message never carries the content.
+        let e = scan(br#"{"prompt":"Aadhaar 2345 6789 0124"#).unwrap_err();
+        assert!(!e.to_string().contains("2345"), "{e}");
+    }
+
+    #[test]
+    fn forwarded_headers_are_scanned() {
+        let r = Classifier::new()
+            .scan_request_with_headers(
+                br#"{"prompt":"hi"}"#,
+                &[("openai-project", "Aadhaar 2345 6789 0124")],
+                Tier::Public,
+            )
+            .unwrap();
         assert_eq!(count(&r, EntityType::Aadhaar), 1);
-        assert_eq!(r.texts_scanned, 1);
-        let r = Classifier::new().scan_request(b"card \xff 4111111111111111", Tier::Public);
-        assert_eq!(count(&r, EntityType::PaymentCard), 1);
-        let r = classify("");
-        assert_eq!(r.tier, Tier::Public);
     }
 
     #[test]

@@ -47,6 +47,17 @@ impl ApiError {
         )
     }
 
+    /// 400: the body cannot be scanned completely (not UTF-8, nested too deep), so it
+    /// is not forwarded.
+    pub fn unscannable(reason: &crate::classify::UnscannableBody) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "unscannable_body",
+            reason.to_string(),
+        )
+    }
+
     /// 413: the body exceeds the configured limit.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

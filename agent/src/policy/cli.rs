@@ -22,7 +22,9 @@ pub const PUBLIC_KEY_FILE: &str = "policy-signing.pub";
 
 /// The classifier as [`test()`] uses it: request bytes in, the tier and the
 /// entity type names (spec names) found out.
-pub type ClassifyFn = dyn Fn(&[u8]) -> (Tier, Vec<String>);
+/// Classifies a request body: its tier and the entity type names found, or why the
+/// body cannot be scanned.
+pub type ClassifyFn = dyn Fn(&[u8]) -> Result<(Tier, Vec<String>), String>;
 
 /// Why a `policy` subcommand failed.
 #[derive(Debug, thiserror::Error)]
@@ -238,7 +240,10 @@ pub fn test(
             reason: format!("not JSON: {e}"),
         })?;
     let model = json.get("model").and_then(|m| m.as_str());
-    let (tier, entities) = classify(&body);
+    let (tier, entities) = classify(&body).map_err(|reason| PolicyCliError::Invalid {
+        path: request_json_path.to_path_buf(),
+        reason,
+    })?;
     let unscannable = has_unscannable_part(&json);
 
     let bearer = headers.iter().find_map(|(k, v)| {
@@ -580,7 +585,7 @@ mod tests {
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let public = |_: &[u8]| (Tier::Public, Vec::new());
+        let public = |_: &[u8]| Ok((Tier::Public, Vec::new()));
         let h = |k: &str, v: &str| (k.to_owned(), v.to_owned());
 
         let headers = [
