@@ -28,6 +28,8 @@ mod validators;
 
 #[cfg(test)]
 mod evaluation;
+#[cfg(test)]
+mod settled;
 
 pub use detect::Classifier;
 pub use request::{RequestClassification, UnscannableBody, MAX_DEPTH};

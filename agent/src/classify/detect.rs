@@ -854,6 +854,10 @@ fn ipv6_start(b: &[u8], ws: usize) -> usize {
     while s > 0 && is_v6_byte(b[s - 1]) && ws - s < 40 {
         s -= 1;
     }
+    // `ip:2001:db8::1`: a single colon before the address is punctuation.
+    if s < ws && b[s] == b':' && b.get(s + 1) != Some(&b':') {
+        s += 1;
+    }
     s
 }
 

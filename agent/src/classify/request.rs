@@ -605,14 +605,16 @@ mod tests {
 
     #[test]
     fn repeated_keys_are_scanned_in_every_occurrence() {
-        let r = classify(r#"{"user":"ok","user":"Aadhaar 2345 6789 0124","user":"PAN NXAFQ3778H"}"#);
+        let r =
+            classify(r#"{"user":"ok","user":"Aadhaar 2345 6789 0124","user":"PAN NXAFQ3778H"}"#);
         assert_eq!(count(&r, EntityType::Aadhaar), 1);
         assert_eq!(count(&r, EntityType::Pan), 1);
     }
 
     #[test]
     fn keys_label_their_values() {
-        let r = classify(r#"{"metadata":{"account_no":"123456789012345","invoiceNo":"9876543210"}}"#);
+        let r =
+            classify(r#"{"metadata":{"account_no":"123456789012345","invoiceNo":"9876543210"}}"#);
         assert_eq!(count(&r, EntityType::BankAccount), 1, "{r:?}");
         assert_eq!(count(&r, EntityType::Phone), 0, "an invoice number: {r:?}");
         let r = classify(r#"{"metadata":{"customer_mobile":"9876543210"}}"#);
