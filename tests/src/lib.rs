@@ -245,6 +245,16 @@ pub async fn request(
     body: &str,
     headers: &[(&str, &str)],
 ) -> hyper::Response<Incoming> {
+    request_bytes(method, url, body.as_bytes(), headers).await
+}
+
+/// [`request`] with a body that need not be UTF-8.
+pub async fn request_bytes(
+    method: &str,
+    url: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> hyper::Response<Incoming> {
     let mut b = hyper::Request::builder()
         .method(method)
         .uri(url)
@@ -252,7 +262,7 @@ pub async fn request(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let req = b.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let req = b.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
     client().request(req).await.expect("request sent")
 }
 
@@ -291,7 +301,15 @@ pub async fn send(method: &str, url: &str, body: &str) -> Answer {
 
 /// Sends a request with extra headers and reads the whole answer.
 pub async fn send_with(method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
-    let resp = request(method, url, body, headers).await;
+    read_answer(request(method, url, body, headers).await).await
+}
+
+/// [`send`] with a body that need not be UTF-8.
+pub async fn send_bytes(method: &str, url: &str, body: &[u8]) -> Answer {
+    read_answer(request_bytes(method, url, body, &[]).await).await
+}
+
+async fn read_answer(resp: hyper::Response<Incoming>) -> Answer {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let mut body = resp.into_body();
@@ -326,6 +344,55 @@ pub fn chat(content: &str, stream: bool) -> String {
         "messages": [{"role": "user", "content": content}],
     })
     .to_string()
+}
+
+/// Opens a stream on the agent's connection to `region`'s gateway and sends a
+/// hand-made `POST /v1/chat/completions` head claiming `tier`, then `body`;
+/// returns the first frame the gateway answers with. This is what an agent
+/// that misclassified a request would send.
+pub async fn raw_request(
+    fleet: &Fleet,
+    region: &str,
+    tier: residency_proto::Tier,
+    body: &str,
+) -> residency_proto::Frame {
+    raw_request_bytes(fleet, region, "/v1/chat/completions", tier, body.as_bytes()).await
+}
+
+/// [`raw_request`] to another `path`, with a body that need not be UTF-8.
+pub async fn raw_request_bytes(
+    fleet: &Fleet,
+    region: &str,
+    path: &str,
+    tier: residency_proto::Tier,
+    body: &[u8],
+) -> residency_proto::Frame {
+    let region = RegionId::new(region).unwrap();
+    let link = fleet.agent.pool().connection_for(&region).unwrap();
+    let (send, mut recv) = link.1.open_bi().await.unwrap();
+    let mut send = residency_agent::transport::GuardedSend::new(send);
+    let codec = residency_proto::Codec::default();
+    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
+        request_id: "req_recheck".into(),
+        method: "POST".into(),
+        path: path.into(),
+        headers: vec![],
+        route: residency_proto::RouteFacts {
+            region,
+            tier,
+            policy_version: None,
+        },
+    });
+    send.write_all(&codec.encode_to_vec(&head).unwrap())
+        .await
+        .unwrap();
+    send.write_all(body).await.unwrap();
+    send.finish();
+    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
+        .await
+        .unwrap()
+        .unwrap();
+    frame
 }
 
 /// The `residency-agent` binary built alongside the tests

@@ -481,43 +481,6 @@ async fn provider_unreachable_is_502() {
     assert!(!a.header("x-residency-request-id").is_empty());
 }
 
-/// Opens a stream on the agent's connection to `region`'s gateway and sends a
-/// hand-made request head claiming `tier`, then `body`; returns the first
-/// frame the gateway answers with.
-async fn raw_request(
-    fleet: &Fleet,
-    region: &str,
-    tier: residency_proto::Tier,
-    body: &str,
-) -> residency_proto::Frame {
-    let region = RegionId::new(region).unwrap();
-    let link = fleet.agent.pool().connection_for(&region).unwrap();
-    let (send, mut recv) = link.1.open_bi().await.unwrap();
-    let mut send = residency_agent::transport::GuardedSend::new(send);
-    let codec = residency_proto::Codec::default();
-    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
-        request_id: "req_recheck".into(),
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        headers: vec![],
-        route: residency_proto::RouteFacts {
-            region,
-            tier,
-            policy_version: None,
-        },
-    });
-    send.write_all(&codec.encode_to_vec(&head).unwrap())
-        .await
-        .unwrap();
-    send.write_all(body.as_bytes()).await.unwrap();
-    send.finish();
-    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
-        .await
-        .unwrap()
-        .unwrap();
-    frame
-}
-
 #[tokio::test]
 async fn gateway_abroad_rescans_and_refuses_restricted_data_whatever_the_agent_claims() {
     // Defence in depth: an agent that calls an Aadhaar request "public" and
