@@ -1,6 +1,9 @@
 //! Classifier throughput: English and Hindi prompts without entities (the common case),
-//! a 4 KB prompt with a few entities, a chat request body, and the `classify --jsonl`
-//! command over the development corpus. Inputs are generated deterministically here.
+//! a 4 KB prompt with a few entities, a pasted markdown table, chat request bodies
+//! (mixed, all-ASCII and all-Devanagari), and the `classify --jsonl` command over the
+//! development corpus and over Devanagari lines. Inputs are generated
+//! deterministically here. Throughput is in bytes, so criterion reports MB/s on the
+//! one core a benchmark runs on.
 
 use std::hint::black_box;
 
@@ -132,6 +135,24 @@ fn prompt_with_entities() -> String {
     s
 }
 
+/// A pasted markdown table of customers: names, masked and labelled numbers, amounts.
+fn markdown_table(len: usize) -> String {
+    let mut s =
+        String::from("| Name | Account No | Invoice | Amount | City |\n|---|---|---|---|---|\n");
+    let mut i = 0u64;
+    while s.len() < len {
+        s.push_str(&format!(
+            "| Customer {i} | XXXX XXXX {:04} | INV-{:06} | ₹{},{:03}.00 | Pune |\n",
+            i % 10_000,
+            100_000 + i,
+            1 + i % 90,
+            i % 1000
+        ));
+        i += 1;
+    }
+    s
+}
+
 fn bench_scan(c: &mut Criterion) {
     let classifier = Classifier::new();
     let mut g = c.benchmark_group("scan");
@@ -139,6 +160,7 @@ fn bench_scan(c: &mut Criterion) {
         ("ascii_no_entities_64k", generate(ENGLISH, 64 * 1024, 1)),
         ("hindi_no_entities_64k", generate(HINDI, 64 * 1024, 2)),
         ("prompt_4k_few_entities", prompt_with_entities()),
+        ("markdown_table_16k", markdown_table(16 * 1024)),
     ];
     for (name, text) in &inputs {
         g.throughput(Throughput::Bytes(text.len() as u64));
@@ -154,25 +176,72 @@ fn bench_scan(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_request(c: &mut Criterion) {
-    let classifier = Classifier::new();
-    let body = serde_json::json!({
+fn chat_body(parts: &[String]) -> String {
+    let content: Vec<_> = parts
+        .iter()
+        .map(|t| serde_json::json!({"type": "text", "text": t}))
+        .collect();
+    serde_json::json!({
         "model": "gpt-4o",
         "messages": [
-            {"role": "system", "content": generate(ENGLISH, 1024, 7)},
-            {"role": "user", "content": [
-                {"type": "text", "text": prompt_with_entities()},
-                {"type": "text", "text": generate(HINDI, 1024, 8)}
-            ]}
+            {"role": "system", "content": "You are a helpful bank assistant."},
+            {"role": "user", "content": content}
         ]
     })
-    .to_string();
+    .to_string()
+}
+
+fn bench_request(c: &mut Criterion) {
+    let classifier = Classifier::new();
+    let bodies = [
+        (
+            "chat_body_6k",
+            chat_body(&[
+                generate(ENGLISH, 1024, 7),
+                prompt_with_entities(),
+                generate(HINDI, 1024, 8),
+            ]),
+        ),
+        (
+            "chat_body_ascii_64k",
+            chat_body(&[
+                generate(ENGLISH, 32 * 1024, 9),
+                generate(ENGLISH, 32 * 1024, 10),
+            ]),
+        ),
+        (
+            "chat_body_devanagari_64k",
+            chat_body(&[
+                generate(HINDI, 32 * 1024, 11),
+                generate(HINDI, 32 * 1024, 12),
+            ]),
+        ),
+    ];
     let mut g = c.benchmark_group("request");
-    g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("chat_body_6k", |b| {
-        b.iter(|| classifier.scan_request(black_box(body.as_bytes()), Tier::Restricted))
-    });
+    for (name, body) in &bodies {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), body, |b, body| {
+            b.iter(|| classifier.scan_request(black_box(body.as_bytes()), Tier::Restricted))
+        });
+    }
     g.finish();
+}
+
+/// `classify --jsonl` input: Hindi sentences with Devanagari digits (a few numbers
+/// each), one JSON object a line.
+fn devanagari_jsonl(lines: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..lines {
+        let text = format!(
+            "{} खाता संख्या १२३४५६७८९ और मोबाइल ९८७६५ ४३२१०, {}",
+            generate(HINDI, 160, i as u64 + 1),
+            generate(HINDI, 120, i as u64 + 7)
+        );
+        let line = serde_json::json!({"id": format!("hi-{i}"), "text": text});
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 fn bench_cli(c: &mut Criterion) {
@@ -184,20 +253,24 @@ fn bench_cli(c: &mut Criterion) {
         eprintln!("skipping cli bench: {path} not found");
         return;
     };
-    let docs = corpus.iter().filter(|&&b| b == b'\n').count() as u64;
     let opts = CliOptions {
         jsonl: true,
         ..CliOptions::default()
     };
     let mut g = c.benchmark_group("cli");
-    g.throughput(Throughput::Elements(docs));
-    let mut out = Vec::with_capacity(corpus.len());
-    g.bench_function("jsonl_dev_corpus", |b| {
-        b.iter(|| {
-            out.clear();
-            cli::run(&opts, &mut corpus.as_slice(), &mut out).map(|()| out.len())
-        })
-    });
+    for (name, input) in [
+        ("jsonl_dev_corpus", corpus),
+        ("jsonl_devanagari", devanagari_jsonl(2000)),
+    ] {
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        let mut out = Vec::with_capacity(input.len());
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                out.clear();
+                cli::run(&opts, &mut input.as_slice(), &mut out).map(|()| out.len())
+            })
+        });
+    }
     g.finish();
 }
 

@@ -22,7 +22,7 @@ use super::digits::{
     char_at, char_before, digit_at, digit_before, is_group_sep, is_mask_char, is_word_char,
     may_start_digit,
 };
-use super::fold::fold;
+use super::fold::{fold, folds_at, may_fold};
 use super::table::TableCache;
 use super::validators::{
     card_prefix_valid, gst_state_valid, gstin_check_valid, is_state_code, luhn_valid,
@@ -50,6 +50,8 @@ const T_NONE: u8 = 0;
 const T_DIGIT: u8 = 1;
 const T_AT: u8 = 2;
 const T_LEAD: u8 = 3;
+/// A lead byte of a character that may fold (see [`super::fold`]).
+const T_FOLD: u8 = 4;
 
 /// What each byte means to the main loop.
 static TRIGGER: [u8; 256] = {
@@ -64,6 +66,8 @@ static TRIGGER: [u8; 256] = {
     while c < 256 {
         if may_start_digit(c as u8) {
             t[c] = T_LEAD;
+        } else if may_fold(c as u8) {
+            t[c] = T_FOLD;
         }
         c += 1;
     }
@@ -158,20 +162,30 @@ impl Classifier {
     pub fn scan_labelled(&self, text: &str, label: Option<&str>, out: &mut Vec<Entity>) {
         let folded_label = label.and_then(fold);
         let label = folded_label.as_ref().map(|f| f.text.as_str()).or(label);
-        match fold(text) {
-            None => self.scan_plain(text, label, out),
-            Some(f) => {
-                let base = out.len();
-                self.scan_plain(&f.text, label, out);
-                for e in &mut out[base..] {
-                    (e.start, e.end) = f.original(e.start, e.end);
-                }
+        let base = out.len();
+        // Most text has nothing to fold: scan it in place, and only if the scan meets a
+        // character that folds, start again on a folded copy.
+        if self.scan_plain(text, label, true, out) {
+            return;
+        }
+        out.truncate(base);
+        if let Some(f) = fold(text) {
+            self.scan_plain(&f.text, label, false, out);
+            for e in &mut out[base..] {
+                (e.start, e.end) = f.original(e.start, e.end);
             }
         }
     }
 
-    /// The scan proper, over text with nothing left to fold.
-    fn scan_plain(&self, text: &str, label: Option<&str>, out: &mut Vec<Entity>) {
+    /// The scan proper. With `fold_check`, stops and returns `false` at the first
+    /// character that folds (the caller folds the text and scans again).
+    fn scan_plain(
+        &self,
+        text: &str,
+        label: Option<&str>,
+        fold_check: bool,
+        out: &mut Vec<Entity>,
+    ) -> bool {
         let base = out.len();
         let b = text.as_bytes();
         let mut st = ScanState {
@@ -191,7 +205,11 @@ impl Classifier {
                     i = self.email_or_upi(text, i, &mut st, out);
                     continue;
                 }
-                T_LEAD if digit_at(b, i).is_none() => {
+                // Fullwidth digits fold too, so that `１９２.１６８.１.１` is an address.
+                T_LEAD | T_FOLD if fold_check && may_fold(b[i]) && folds_at(text, i) => {
+                    return false;
+                }
+                T_LEAD | T_FOLD if digit_at(b, i).is_none() => {
                     i += 1;
                     continue;
                 }
@@ -203,6 +221,7 @@ impl Classifier {
             i = we.max(i + 1);
         }
         resolve(out, base);
+        true
     }
 
     /// Runs the matchers that can start in or just before the word `text[ws..we]`,
@@ -343,7 +362,8 @@ impl Classifier {
                 break;
             }
         }
-        if ng == 0 {
+        // Every type here has at least 9 digits.
+        if ng == 0 || groups[ng - 1].0 < 9 {
             return;
         }
         // `1234 5678 9012 3456`: a span never starts or ends between two 4-digit groups

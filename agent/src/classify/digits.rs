@@ -6,8 +6,9 @@
 //! UTF-8 is `E0 <odd A5..=B5> <A6..=AF>`), Arabic-Indic and Extended Arabic-Indic (Urdu)
 //! and fullwidth digits.
 
-/// A digit at byte offset `i`: its value and its length in bytes.
-#[inline]
+/// A digit at byte offset `i`: its value and its length in bytes. Inlined into the
+/// scanner's main loop, where it runs for every lead byte of Indic text.
+#[inline(always)]
 pub(crate) fn digit_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
     let c = *b.get(i)?;
     if c.is_ascii_digit() {
@@ -19,7 +20,7 @@ pub(crate) fn digit_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
     multibyte_digit_at(b, i)
 }
 
-#[inline]
+#[inline(always)]
 fn multibyte_digit_at(b: &[u8], i: usize) -> Option<(u8, usize)> {
     let c = b[i];
     match c {

@@ -54,6 +54,18 @@ static MAY_FOLD: [bool; 256] = {
     t
 };
 
+/// Whether a character starting with byte `c` may fold: a cheap prefilter.
+pub(crate) const fn may_fold(c: u8) -> bool {
+    MAY_FOLD[c as usize]
+}
+
+/// Whether the character at byte offset `i` (a char boundary) folds.
+pub(crate) fn folds_at(text: &str, i: usize) -> bool {
+    text.get(i..)
+        .and_then(|s| s.chars().next())
+        .is_some_and(|c| fold_char(c) != Fold::Keep)
+}
+
 impl Folded {
     /// The original span of the folded span `start..end`.
     pub(crate) fn original(&self, start: usize, end: usize) -> (usize, usize) {

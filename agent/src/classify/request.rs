@@ -70,6 +70,9 @@ const UNSCANNABLE_TYPES: &[&str] = &[
     "input_file",
 ];
 
+/// Bytes on each side of a seam between text parts scanned for an entity across it.
+const SEAM_WINDOW: usize = 256;
+
 /// The deepest nesting the scanner reads (serde_json's recursion limit); a deeper body
 /// is refused.
 pub const MAX_DEPTH: usize = 128;
@@ -161,12 +164,14 @@ impl Classifier {
 
 /// Parses a body completely, or says why it cannot be.
 fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(UnscannableBody::InvalidUtf8(e.valid_up_to()));
-    }
+    // serde_json validates the UTF-8 of every string it reads (and any other byte
+    // outside ASCII is a syntax error), so a body it parses is valid UTF-8. Only a
+    // failed parse is checked again, to name the reason.
     serde_json::from_slice::<Json<'_>>(body).map_err(|e| {
         let msg = e.to_string();
-        if msg.starts_with("recursion limit exceeded") {
+        if let Err(u) = std::str::from_utf8(body) {
+            UnscannableBody::InvalidUtf8(u.valid_up_to())
+        } else if msg.starts_with("recursion limit exceeded") {
             UnscannableBody::TooDeep
         } else {
             UnscannableBody::InvalidJson(msg)
@@ -369,20 +374,24 @@ impl Walk<'_> {
                 starts.push(joined.len());
                 joined.push_str(p);
             }
-            self.found.clear();
-            self.classifier.scan_into(&joined, &mut self.found);
-            for e in &self.found {
-                if !seams
-                    .iter()
-                    .any(|&(end, next)| e.start < end && e.end > next)
-                {
-                    continue;
-                }
-                let part = starts.iter().rposition(|&s| s <= e.start).unwrap_or(0);
-                let id = (e.kind, part, e.start - starts[part]);
-                if !counted.contains(&id) {
-                    counted.push(id);
-                    self.counts[e.kind as usize] += 1;
+            // Only the text around each seam: an entity and its context words are
+            // far shorter than the window.
+            for &(end, next) in &seams {
+                let lo = floor_char(&joined, end.saturating_sub(SEAM_WINDOW));
+                let hi = ceil_char(&joined, (next + SEAM_WINDOW).min(joined.len()));
+                self.found.clear();
+                self.classifier.scan_into(&joined[lo..hi], &mut self.found);
+                for e in &self.found {
+                    let (s, t) = (lo + e.start, lo + e.end);
+                    if !(s < end && t > next) {
+                        continue;
+                    }
+                    let part = starts.iter().rposition(|&p| p <= s).unwrap_or(0);
+                    let id = (e.kind, part, s - starts[part]);
+                    if !counted.contains(&id) {
+                        counted.push(id);
+                        self.counts[e.kind as usize] += 1;
+                    }
                 }
             }
         }
@@ -410,6 +419,20 @@ impl Walk<'_> {
             texts_scanned: self.texts,
         }
     }
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char(s: &str, mut i: usize) -> usize {
+    while i < s.len() && !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// Decodes the escapes of JSON text held in a string (`\u0032` -> `2`, `\"` -> `"`),

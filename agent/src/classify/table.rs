@@ -39,7 +39,14 @@ impl TableCache {
     /// The table cell containing byte `at`, if `at` is on a data row of a table.
     pub(crate) fn cell(&mut self, text: &str, at: usize) -> Option<Cell> {
         let b = text.as_bytes();
+        if !starts_cell(b, at) {
+            return None;
+        }
         let line = line_around(b, at);
+        // A header is on an earlier line.
+        if line.0 == 0 {
+            return None;
+        }
         let row = &b[line.0..line.1];
         let delim = delimiter(row)?;
         let delims = count_delims(row, delim);
@@ -65,6 +72,16 @@ impl TableCache {
     }
 }
 
+/// Whether a value at `at` starts a cell: only spaces, quotes or markup between it
+/// and a delimiter or the start of its line. Values in prose fail this at once.
+fn starts_cell(b: &[u8], at: usize) -> bool {
+    let mut i = at;
+    while i > 0 && matches!(b[i - 1], b' ' | b'"' | b'\'' | b'*' | b'_' | b'`' | b'+') {
+        i -= 1;
+    }
+    i == 0 || matches!(b[i - 1], b'|' | b',' | b';' | b'\t' | b'\n' | b'\r')
+}
+
 /// The line `[start, end)` containing `at` (without its line break).
 fn line_around(b: &[u8], at: usize) -> (usize, usize) {
     let s = memchr::memrchr(b'\n', &b[..at]).map_or(0, |p| p + 1);
@@ -86,9 +103,20 @@ fn line_before(b: &[u8], s: usize) -> Option<(usize, usize)> {
 /// The cell delimiter of a table row: a pipe, a tab, a comma or a semicolon (in that
 /// order of preference), outside quotes.
 fn delimiter(row: &[u8]) -> Option<u8> {
-    [b'|', b'\t', b',', b';']
+    let mut seen = [false; 4];
+    for &c in row {
+        match c {
+            b'|' => return Some(b'|'),
+            b'\t' => seen[1] = true,
+            b',' => seen[2] = true,
+            b';' => seen[3] = true,
+            _ => {}
+        }
+    }
+    [b'\t', b',', b';']
         .into_iter()
-        .find(|&d| count_delims(row, d) > 0)
+        .zip(&seen[1..])
+        .find_map(|(d, &s)| s.then_some(d))
 }
 
 /// How many delimiters `row` has outside double quotes.
