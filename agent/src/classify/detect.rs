@@ -693,9 +693,12 @@ fn phone_valid(n: &Digits<'_>) -> bool {
             rest[nr] = b - p;
             nr += 1;
         }
+        // `0891 303 2830` is an STD code and a landline: after a `0` prefix, the 3-3-4
+        // and 4-3-3 groupings need a separator right after the `0`.
+        let std_code = p == 1 && !bounds.contains(&1);
         match &rest[..nr] {
             [] | [5] => true,
-            [3, 6] | [4, 7] => n.plain_seps_after(after_prefix),
+            [3, 6] | [4, 7] => !std_code && n.plain_seps_after(after_prefix),
             _ => false,
         }
     })

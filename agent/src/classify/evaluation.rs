@@ -1,5 +1,6 @@
-//! Quality gates (tests only): the labelled development corpus and a held-out table of
-//! sentences written independently of it.
+//! Quality gates (tests only): the labelled development corpus, the generated
+//! robustness corpus (`tests/corpus/`, pasted-text structures, evasions and false
+//! positive traps) and a held-out table of sentences written independently of both.
 
 use std::collections::BTreeMap;
 
@@ -12,9 +13,16 @@ const CORPUS: &str = concat!(
     "/../../shared/corpus/pii-dev.jsonl"
 );
 
+const ROBUSTNESS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../tests/corpus/robustness.jsonl"
+);
+
 #[derive(Deserialize)]
 struct Labelled {
     id: String,
+    #[serde(default)]
+    category: String,
     text: String,
     entities: Vec<Gold>,
     tier: String,
@@ -111,6 +119,97 @@ fn corpus_quality() {
         pr_rate <= 0.01,
         "public->restricted rate {pr_rate:.4} above 1%"
     );
+}
+
+/// Per-type and per-category precision and recall on the generated robustness corpus;
+/// no restricted line may be classified lower, and no public line restricted.
+#[test]
+fn robustness_corpus_quality() {
+    let data = std::fs::read_to_string(ROBUSTNESS).unwrap_or_else(|e| {
+        panic!("the robustness corpus {ROBUSTNESS} is missing ({e}); run tests/corpus/generate.py")
+    });
+    let c = Classifier::new();
+    // (tp, fp, fn) per type and per first category segment.
+    let mut by_type: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+    let mut by_cat: BTreeMap<String, [usize; 3]> = BTreeMap::new();
+    let mut errors: Vec<String> = Vec::new();
+    let (mut lines, mut restricted_missed, mut public_restricted) = (0, 0, 0);
+    for (n, line) in data.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        lines += 1;
+        let l: Labelled = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("robustness line {} is not valid: {e}", n + 1));
+        let got = c.scan(&l.text);
+        assert_spans_valid(&l.text, &got);
+        let cat = l.category.split('/').next().unwrap_or("").to_owned();
+        let gold: Vec<(EntityType, usize, usize)> = l
+            .entities
+            .iter()
+            .map(|g| (g.kind.parse().expect("type is a spec name"), g.start, g.end))
+            .collect();
+        let got_t: Vec<(EntityType, usize, usize)> =
+            got.iter().map(|e| (e.kind, e.start, e.end)).collect();
+        for g in &gold {
+            let slot = if got_t.contains(g) { 0 } else { 2 };
+            by_type.entry(g.0.to_string()).or_default()[slot] += 1;
+            by_cat.entry(cat.clone()).or_default()[slot] += 1;
+            if slot == 2 {
+                errors.push(format!("missed {} in {} ({})", g.0, l.id, l.category));
+            }
+        }
+        for g in got_t.iter().filter(|g| !gold.contains(g)) {
+            by_type.entry(g.0.to_string()).or_default()[1] += 1;
+            by_cat.entry(cat.clone()).or_default()[1] += 1;
+            errors.push(format!("spurious {} in {} ({})", g.0, l.id, l.category));
+        }
+        let gold_tier: Tier = l.tier.parse().expect("tier is valid");
+        let tier = tier_of(&got);
+        if gold_tier == Tier::Restricted && tier < Tier::Restricted {
+            restricted_missed += 1;
+        }
+        if gold_tier == Tier::Public && tier == Tier::Restricted {
+            public_restricted += 1;
+        }
+    }
+    let pr = |[tp, fp, fneg]: [usize; 3]| {
+        (
+            tp as f64 / (tp + fp).max(1) as f64,
+            tp as f64 / (tp + fneg).max(1) as f64,
+        )
+    };
+    println!("robustness corpus: {lines} lines");
+    for (name, table) in [("type", &by_type), ("category", &by_cat)] {
+        for (k, v) in table {
+            let (p, r) = pr(*v);
+            println!(
+                "  {name} {k:<22} precision {p:.4} recall {r:.4} (tp {} fp {} fn {})",
+                v[0], v[1], v[2]
+            );
+        }
+    }
+    for e in errors.iter().take(40) {
+        println!("  {e}");
+    }
+    assert!(lines >= 2000, "corpus looks truncated: {lines} lines");
+    assert_eq!(restricted_missed, 0, "restricted lines classified lower");
+    assert_eq!(public_restricted, 0, "public lines classified restricted");
+    let total = by_type
+        .values()
+        .fold([0; 3], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2]]);
+    let (p, r) = pr(total);
+    assert!(
+        p >= 0.99 && r >= 0.99,
+        "precision {p:.4} recall {r:.4} below 0.99"
+    );
+    for (k, v) in &by_type {
+        let (p, r) = pr(*v);
+        assert!(
+            p >= 0.97 && r >= 0.97,
+            "{k}: precision {p:.4} recall {r:.4} below 0.97"
+        );
+    }
 }
 
 /// Spans of every entity lie on char boundaries inside the text.
