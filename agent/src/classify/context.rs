@@ -434,14 +434,16 @@ fn word_bounded(b: &[u8], ms: usize, me: usize) -> bool {
     before_ok && after_ok
 }
 
-fn floor_boundary(text: &str, mut i: usize) -> usize {
+/// The char boundary at or before `i`.
+pub(crate) fn floor_boundary(text: &str, mut i: usize) -> usize {
     while i > 0 && !text.is_char_boundary(i) {
         i -= 1;
     }
     i
 }
 
-fn ceil_boundary(text: &str, mut i: usize) -> usize {
+/// The char boundary at or after `i`.
+pub(crate) fn ceil_boundary(text: &str, mut i: usize) -> usize {
     while i < text.len() && !text.is_char_boundary(i) {
         i += 1;
     }

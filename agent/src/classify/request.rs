@@ -27,6 +27,7 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::context::{ceil_boundary, floor_boundary};
 use super::{Classifier, Entity, EntityType, Tier};
 
 /// What a request contains: counts per entity type, never values.
@@ -377,8 +378,8 @@ impl Walk<'_> {
             // Only the text around each seam: an entity and its context words are
             // far shorter than the window.
             for &(end, next) in &seams {
-                let lo = floor_char(&joined, end.saturating_sub(SEAM_WINDOW));
-                let hi = ceil_char(&joined, (next + SEAM_WINDOW).min(joined.len()));
+                let lo = floor_boundary(&joined, end.saturating_sub(SEAM_WINDOW));
+                let hi = ceil_boundary(&joined, (next + SEAM_WINDOW).min(joined.len()));
                 self.found.clear();
                 self.classifier.scan_into(&joined[lo..hi], &mut self.found);
                 for e in &self.found {
@@ -419,20 +420,6 @@ impl Walk<'_> {
             texts_scanned: self.texts,
         }
     }
-}
-
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn ceil_char(s: &str, mut i: usize) -> usize {
-    while i < s.len() && !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 /// Decodes the escapes of JSON text held in a string (`\u0032` -> `2`, `\"` -> `"`),
