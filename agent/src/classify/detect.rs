@@ -295,10 +295,7 @@ impl Classifier {
         let b = text.as_bytes();
         if let Some(e) = ipv4_at(text, s) {
             // `version 10.0.0.1` is a version, not an address.
-            let version = label_before(text, s) == Some(Label::Version)
-                || (label_before(text, s).is_none()
-                    && st.label.and_then(|l| label_before(l, l.len())) == Some(Label::Version));
-            if !version {
+            if self.context(text, s, e, st).label != Some(Label::Version) {
                 push(out, EntityType::IpAddress, s, e);
             }
             return;

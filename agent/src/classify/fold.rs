@@ -67,6 +67,15 @@ pub(crate) fn folds_at(text: &str, i: usize) -> bool {
 }
 
 impl Folded {
+    /// Appends `piece`, which stands for the original `start..end`.
+    fn push(&mut self, piece: &str, start: usize, end: usize) {
+        self.text.push_str(piece);
+        for _ in 0..piece.len() {
+            self.start.push(start as u32);
+            self.end.push(end as u32);
+        }
+    }
+
     /// The original span of the folded span `start..end`.
     pub(crate) fn original(&self, start: usize, end: usize) -> (usize, usize) {
         (self.start[start] as usize, self.end[end - 1] as usize)
@@ -88,14 +97,9 @@ pub(crate) fn fold(text: &str) -> Option<Folded> {
     };
     // Offsets are stored as u32; a body over 4 GiB is refused long before this.
     let keep = |f: &mut Folded, s: usize, e: usize| {
-        f.text.push_str(&text[s..e]);
-        for (i, _) in text[s..e].char_indices() {
+        for (i, c) in text[s..e].char_indices() {
             let cs = s + i;
-            let ce = cs + text[cs..].chars().next().map_or(1, char::len_utf8);
-            for _ in 0..(ce - cs) {
-                f.start.push(cs as u32);
-                f.end.push(ce as u32);
-            }
+            f.push(&text[cs..cs + c.len_utf8()], cs, cs + c.len_utf8());
         }
     };
     let mut done = 0;
@@ -107,18 +111,8 @@ pub(crate) fn fold(text: &str) -> Option<Folded> {
         match fold_char(c) {
             Fold::Keep => keep(&mut f, i, ce),
             Fold::Drop => {}
-            Fold::Ascii(a) => {
-                f.text.push(char::from(a));
-                f.start.push(i as u32);
-                f.end.push(ce as u32);
-            }
-            Fold::Str(s) => {
-                f.text.push_str(s);
-                for _ in 0..s.len() {
-                    f.start.push(i as u32);
-                    f.end.push(ce as u32);
-                }
-            }
+            Fold::Ascii(a) => f.push(char::from(a).encode_utf8(&mut [0; 4]), i, ce),
+            Fold::Str(s) => f.push(s, i, ce),
         }
         done = ce;
         at = first_folding(text, b, ce);

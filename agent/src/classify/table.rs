@@ -119,18 +119,20 @@ fn delimiter(row: &[u8]) -> Option<u8> {
         .find_map(|(d, &s)| s.then_some(d))
 }
 
-/// How many delimiters `row` has outside double quotes.
-fn count_delims(row: &[u8], delim: u8) -> usize {
+/// The offsets in `row` of the delimiters outside double quotes.
+fn unquoted(row: &[u8], delim: u8) -> impl Iterator<Item = usize> + '_ {
     let mut quoted = false;
-    let mut n = 0;
-    for &c in row {
+    row.iter().enumerate().filter_map(move |(i, &c)| {
         if c == b'"' {
             quoted = !quoted;
-        } else if c == delim && !quoted {
-            n += 1;
         }
-    }
-    n
+        (c == delim && !quoted).then_some(i)
+    })
+}
+
+/// How many delimiters `row` has outside double quotes.
+fn count_delims(row: &[u8], delim: u8) -> usize {
+    unquoted(row, delim).count()
 }
 
 /// A markdown header separator row (`|---|:--:|`).
@@ -191,52 +193,30 @@ fn extend(b: &[u8], mut k: Block, line: (usize, usize)) -> Option<Block> {
 /// A header row has short cells.
 fn header_like(b: &[u8], line: (usize, usize), delim: u8) -> bool {
     let row = &b[line.0..line.1];
-    let mut quoted = false;
-    let mut len = 0;
-    for &c in row {
-        if c == b'"' {
-            quoted = !quoted;
-        } else if c == delim && !quoted {
-            len = 0;
-            continue;
-        }
-        len += 1;
-        if len > MAX_HEADER_CELL {
-            return false;
-        }
-    }
-    true
+    let mut cell_start = 0;
+    unquoted(row, delim)
+        .chain([row.len()])
+        .all(|d| std::mem::replace(&mut cell_start, d + 1) + MAX_HEADER_CELL >= d)
 }
 
 /// The `col`-th cell (0-based, counted by delimiters) of `line`, trimmed of spaces,
 /// quotes and markup.
 fn nth_cell(b: &[u8], line: (usize, usize), delim: u8, col: usize) -> Option<(usize, usize)> {
-    let mut quoted = false;
-    let mut n = 0;
-    let mut s = line.0;
-    let mut e = line.1;
-    for (i, &c) in b[line.0..line.1].iter().enumerate() {
-        if c == b'"' {
-            quoted = !quoted;
-        } else if c == delim && !quoted {
-            if n == col {
-                e = line.0 + i;
-                break;
-            }
-            n += 1;
-            s = line.0 + i + 1;
-        }
-    }
-    if n != col {
-        return None;
-    }
-    let trim = |c: u8| matches!(c, b' ' | b'\t' | b'"' | b'*' | b'_' | b'`');
-    while s < e && trim(b[s]) {
-        s += 1;
-    }
-    while e > s && trim(b[e - 1]) {
-        e -= 1;
-    }
+    let row = &b[line.0..line.1];
+    let mut bounds = unquoted(row, delim);
+    let s = match col {
+        0 => 0,
+        _ => bounds.nth(col - 1)? + 1,
+    };
+    let e = bounds.next().unwrap_or(row.len());
+    let trim = |c: &u8| matches!(c, b' ' | b'\t' | b'"' | b'*' | b'_' | b'`');
+    let lead = row[s..e].iter().take_while(|c| trim(c)).count();
+    let trail = row[s + lead..e]
+        .iter()
+        .rev()
+        .take_while(|c| trim(c))
+        .count();
+    let (s, e) = (line.0 + s + lead, line.0 + e - trail);
     (s < e).then_some((s, e))
 }
 
