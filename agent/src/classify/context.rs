@@ -156,7 +156,7 @@ pub(crate) enum Label {
     Version,
 }
 
-/// Words that, right before a number, name it as a reference, not a phone. Sorted.
+/// Words that, right before a number, name it as a reference, not a phone.
 const REFERENCE_WORDS: &[&str] = &[
     "admission",
     "application",
@@ -218,20 +218,20 @@ const REFERENCE_WORDS: &[&str] = &[
     "voucher",
 ];
 
-/// Words that, right before a number, name it as a landline. Sorted.
+/// Words that, right before a number, name it as a landline.
 const LANDLINE_WORDS: &[&str] = &[
     "board", "ext", "fax", "landline", "off", "office", "std", "tel", "telefax",
 ];
 
-/// Words that name a mobile. Sorted.
+/// Words that name a mobile.
 const MOBILE_WORDS: &[&str] = &[
     "call", "cell", "contact", "mob", "mobile", "phone", "sms", "whatsapp",
 ];
 
-/// Words that name a version. Sorted.
+/// Words that name a version.
 const VERSION_WORDS: &[&str] = &["build", "firmware", "release", "v", "ver", "version"];
 
-/// Words skipped between a label and its value (`Order No.`, `UTR number:`). Sorted.
+/// Words skipped between a label and its value (`Order No.`, `UTR number:`).
 const FILLER_WORDS: &[&str] = &["no", "nos", "nr", "num", "number"];
 
 /// Prebuilt automaton over [`WORDS`].
@@ -282,14 +282,22 @@ impl Cues {
 }
 
 impl ContextWords {
+    /// The automaton is built once per process and shared (cloning it is cheap), so a
+    /// classifier costs nothing to make.
     pub(crate) fn new() -> Self {
-        let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(WORDS.iter().map(|(w, _)| w))
-            // The word list is a small constant; building it cannot fail (covered by tests).
-            .expect("context word automaton builds");
-        ContextWords { ac }
+        static SHARED: std::sync::OnceLock<ContextWords> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let ac = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(WORDS.iter().map(|(w, _)| w))
+                    // The word list is a small constant; building it cannot fail (covered
+                    // by tests).
+                    .expect("context word automaton builds");
+                ContextWords { ac }
+            })
+            .clone()
     }
 
     /// Context words around `text[start..end]`, looking no further back than `lo` and
@@ -340,32 +348,56 @@ impl ContextWords {
 /// hump (`orderId`) or an underscore (`order_id`).
 pub(crate) fn label_before(text: &str, start: usize) -> Option<Label> {
     let b = text.as_bytes();
+    let table = label_words();
     let mut i = start;
     for _ in 0..3 {
         i = skip_label_punct(b, i);
         let (ws, word) = ascii_word_before(b, i)?;
-        let mut lower = [0u8; 16];
-        let w = &mut lower[..word.len()];
-        w.copy_from_slice(word);
-        w.make_ascii_lowercase();
-        let w = std::str::from_utf8(w).ok()?;
-        if FILLER_WORDS.binary_search(&w).is_ok() {
-            i = ws;
-            continue;
+        let key = word_key(word);
+        let k = table.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        match table[k].1 {
+            LabelWord::Filler => i = ws,
+            LabelWord::Names(label) => return Some(label),
         }
-        return if REFERENCE_WORDS.binary_search(&w).is_ok() {
-            Some(Label::Reference)
-        } else if LANDLINE_WORDS.binary_search(&w).is_ok() {
-            Some(Label::Landline)
-        } else if MOBILE_WORDS.binary_search(&w).is_ok() {
-            Some(Label::Mobile)
-        } else if VERSION_WORDS.binary_search(&w).is_ok() {
-            Some(Label::Version)
-        } else {
-            None
-        };
     }
     None
+}
+
+/// What a word in the label tables is.
+#[derive(Debug, Clone, Copy)]
+enum LabelWord {
+    /// Skipped between a label and its value.
+    Filler,
+    /// Names the value.
+    Names(Label),
+}
+
+/// Every label word as a [`word_key`], sorted, built once per process: looking a word
+/// up is one binary search over integers, not string comparisons.
+fn label_words() -> &'static [(u128, LabelWord)] {
+    static TABLE: std::sync::OnceLock<Vec<(u128, LabelWord)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let lists: [(&[&str], LabelWord); 5] = [
+            (FILLER_WORDS, LabelWord::Filler),
+            (REFERENCE_WORDS, LabelWord::Names(Label::Reference)),
+            (LANDLINE_WORDS, LabelWord::Names(Label::Landline)),
+            (MOBILE_WORDS, LabelWord::Names(Label::Mobile)),
+            (VERSION_WORDS, LabelWord::Names(Label::Version)),
+        ];
+        let mut t: Vec<(u128, LabelWord)> = lists
+            .iter()
+            .flat_map(|(words, kind)| words.iter().map(|w| (word_key(w.as_bytes()), *kind)))
+            .collect();
+        t.sort_unstable_by_key(|&(k, _)| k);
+        t
+    })
+}
+
+/// An ASCII word of at most 16 letters, lowercased and packed into an integer.
+fn word_key(word: &[u8]) -> u128 {
+    word.iter()
+        .take(16)
+        .fold(0u128, |k, c| (k << 8) | u128::from(c.to_ascii_lowercase()))
 }
 
 /// Skips at most a few bytes of label punctuation and spaces before `i`.
@@ -488,7 +520,12 @@ mod label_tests {
     use super::*;
 
     #[test]
-    fn word_lists_are_sorted_for_binary_search() {
+    fn label_words_are_short_and_in_one_list_each() {
+        let t = label_words();
+        assert!(
+            t.windows(2).all(|w| w[0].0 < w[1].0),
+            "a word is in two lists"
+        );
         for list in [
             REFERENCE_WORDS,
             LANDLINE_WORDS,
@@ -496,7 +533,9 @@ mod label_tests {
             VERSION_WORDS,
             FILLER_WORDS,
         ] {
-            assert!(list.windows(2).all(|w| w[0] < w[1]), "{list:?}");
+            assert!(list
+                .iter()
+                .all(|w| w.len() <= 16 && w.bytes().all(|c| c.is_ascii_lowercase())));
         }
     }
 

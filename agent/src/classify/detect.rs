@@ -78,8 +78,8 @@ static TRIGGER: [u8; 256] = {
 #[derive(Debug, Clone)]
 pub struct Classifier {
     context: ContextWords,
-    /// Known UPI handles, lowercase, sorted.
-    upi_handles: Vec<&'static str>,
+    /// Known UPI handles, lowercase, sorted (parsed once per process).
+    upi_handles: &'static [&'static str],
 }
 
 /// A normalised view of the text from one start: ASCII letters as they are, digits of
@@ -129,15 +129,20 @@ impl Default for Classifier {
 }
 
 impl Classifier {
-    /// Builds the classifier (the context-word automaton). Do it once at start-up.
+    /// Builds the classifier. The word automaton and the handle list are built on first
+    /// use and shared, so this is cheap after the first call.
     pub fn new() -> Self {
-        let mut upi_handles: Vec<&'static str> = UPI_HANDLES
-            .lines()
-            .map(|l| l.split('#').next().unwrap_or_default().trim())
-            .filter(|l| !l.is_empty())
-            .collect();
-        upi_handles.sort_unstable();
-        upi_handles.dedup();
+        static HANDLES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+        let upi_handles = HANDLES.get_or_init(|| {
+            let mut h: Vec<&'static str> = UPI_HANDLES
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or_default().trim())
+                .filter(|l| !l.is_empty())
+                .collect();
+            h.sort_unstable();
+            h.dedup();
+            h
+        });
         Classifier {
             context: ContextWords::new(),
             upi_handles,
@@ -940,7 +945,12 @@ fn word_end(b: &[u8], mut i: usize) -> usize {
 /// groups of a number: up to three spaces or tabs; or one line break with up to three
 /// spaces or tabs on each side; or one of `- . _ /` with at most one space on each
 /// side. Returns its length and kind ([`SEP`] for one space or one hyphen).
+#[inline]
 fn sep_run_at(b: &[u8], i: usize) -> Option<(usize, u8)> {
+    // The common case: one space or hyphen before a letter or digit.
+    if matches!(b[i], b' ' | b'-') && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric) {
+        return Some((1, SEP));
+    }
     let ws = |c: &u8| matches!(c, b' ' | b'\t');
     let lead = b[i..].iter().take(4).take_while(|c| ws(c)).count();
     if lead > 3 {

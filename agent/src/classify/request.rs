@@ -361,7 +361,20 @@ impl Walk<'_> {
     fn scan_joined(&mut self, parts: &[&str]) {
         // (kind, part, offset in part) of each entity counted, across both joins.
         let mut counted: Vec<(EntityType, usize, usize)> = Vec::new();
+        // Joined with a line break, a seam reads differently only where a letter or
+        // digit meets another (`6789` + `0124`); elsewhere the direct join is enough.
+        let glued: Vec<bool> = parts
+            .windows(2)
+            .map(|w| {
+                let glues = |c: char| !c.is_whitespace() && !c.is_ascii_punctuation();
+                w[0].chars().next_back().is_some_and(glues)
+                    && w[1].chars().next().is_some_and(glues)
+            })
+            .collect();
         for sep in ["", "\n"] {
+            if !sep.is_empty() && !glued.contains(&true) {
+                continue;
+            }
             let mut joined = String::new();
             // (end of part i, start of part i + 1) in `joined`.
             let mut seams = Vec::with_capacity(parts.len());
@@ -377,7 +390,10 @@ impl Walk<'_> {
             }
             // Only the text around each seam: an entity and its context words are
             // far shorter than the window.
-            for &(end, next) in &seams {
+            for (k, &(end, next)) in seams.iter().enumerate() {
+                if !sep.is_empty() && !glued[k] {
+                    continue;
+                }
                 let lo = floor_boundary(&joined, end.saturating_sub(SEAM_WINDOW));
                 let hi = ceil_boundary(&joined, (next + SEAM_WINDOW).min(joined.len()));
                 self.found.clear();
