@@ -334,6 +334,16 @@ impl Classifier {
         st: &mut ScanState<'_>,
         out: &mut Vec<Entity>,
     ) {
+        // Every type here has at least 9 digits: most numbers in text (years, amounts,
+        // counts) stop here, before any bookkeeping.
+        let reachable = u.ch[..u.len]
+            .iter()
+            .take_while(|&&c| c.is_ascii_digit() || is_sep_unit(c))
+            .filter(|c| c.is_ascii_digit())
+            .count();
+        if reachable < 9 {
+            return;
+        }
         let mut d = [0u8; MAX_UNITS];
         let mut nd = 0;
         // Digits before each separator, and the separator's kind.
@@ -364,8 +374,7 @@ impl Classifier {
                 break;
             }
         }
-        // Every type here has at least 9 digits.
-        if ng == 0 || groups[ng - 1].0 < 9 {
+        if ng == 0 {
             return;
         }
         // `1234 5678 9012 3456`: a span never starts or ends between two 4-digit groups

@@ -71,8 +71,12 @@ const UNSCANNABLE_TYPES: &[&str] = &[
     "input_file",
 ];
 
-/// Bytes on each side of a seam between text parts scanned for an entity across it.
+/// Bytes on each side of a seam between text parts scanned for an entity across it:
+/// room for the longest entity and its context words.
 const SEAM_WINDOW: usize = 256;
+/// An entity across a seam has a digit or `@` at most this far from it (entities are
+/// shorter than this).
+const SEAM_NEAR: usize = 96;
 
 /// The deepest nesting the scanner reads (serde_json's recursion limit); a deeper body
 /// is refused.
@@ -392,6 +396,13 @@ impl Walk<'_> {
             // far shorter than the window.
             for (k, &(end, next)) in seams.iter().enumerate() {
                 if !sep.is_empty() && !glued[k] {
+                    continue;
+                }
+                // Every entity holds a digit (of some script) or an `@`: with none
+                // near the seam, nothing can cross it.
+                let near = &joined.as_bytes()
+                    [end.saturating_sub(SEAM_NEAR)..(next + SEAM_NEAR).min(joined.len())];
+                if !near.iter().any(|&c| c.is_ascii_digit() || c == b'@' || c >= 0x80) {
                     continue;
                 }
                 let lo = floor_boundary(&joined, end.saturating_sub(SEAM_WINDOW));
