@@ -28,6 +28,8 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::context::{ceil_boundary, floor_boundary};
+use super::digits::digit_at;
+use super::fold::may_fold;
 use super::{Classifier, Entity, EntityType, Tier};
 
 /// What a request contains: counts per entity type, never values.
@@ -74,8 +76,8 @@ const UNSCANNABLE_TYPES: &[&str] = &[
 /// Bytes on each side of a seam between text parts scanned for an entity across it:
 /// room for the longest entity and its context words.
 const SEAM_WINDOW: usize = 256;
-/// An entity across a seam has a digit or `@` at most this far from it (entities are
-/// shorter than this).
+/// An entity across a seam has a trigger ([`has_trigger`]) at most this far from it:
+/// entities are shorter than this.
 const SEAM_NEAR: usize = 96;
 
 /// The deepest nesting the scanner reads (serde_json's recursion limit); a deeper body
@@ -375,8 +377,21 @@ impl Walk<'_> {
                     && w[1].chars().next().is_some_and(glues)
             })
             .collect();
+        // Every entity holds a trigger ([`has_trigger`]): with none near a seam,
+        // nothing can cross it.
+        let may_cross: Vec<bool> = parts
+            .windows(2)
+            .map(|w| {
+                let (l, r) = (w[0].as_bytes(), w[1].as_bytes());
+                l.len() < SEAM_NEAR
+                    || r.len() < SEAM_NEAR
+                    || has_trigger(&l[l.len() - SEAM_NEAR..])
+                    || has_trigger(&r[..SEAM_NEAR])
+            })
+            .collect();
         for sep in ["", "\n"] {
-            if !sep.is_empty() && !glued.contains(&true) {
+            let wanted = |k: usize| may_cross[k] && (sep.is_empty() || glued[k]);
+            if !(0..may_cross.len()).any(wanted) {
                 continue;
             }
             let mut joined = String::new();
@@ -395,14 +410,7 @@ impl Walk<'_> {
             // Only the text around each seam: an entity and its context words are
             // far shorter than the window.
             for (k, &(end, next)) in seams.iter().enumerate() {
-                if !sep.is_empty() && !glued[k] {
-                    continue;
-                }
-                // Every entity holds a digit (of some script) or an `@`: with none
-                // near the seam, nothing can cross it.
-                let near = &joined.as_bytes()
-                    [end.saturating_sub(SEAM_NEAR)..(next + SEAM_NEAR).min(joined.len())];
-                if !near.iter().any(|&c| c.is_ascii_digit() || c == b'@' || c >= 0x80) {
+                if !wanted(k) {
                     continue;
                 }
                 let lo = floor_boundary(&joined, end.saturating_sub(SEAM_WINDOW));
@@ -447,6 +455,12 @@ impl Walk<'_> {
             texts_scanned: self.texts,
         }
     }
+}
+
+/// Whether `b` holds a byte that may belong to an entity's trigger: an `@`, a digit of
+/// any script, or the lead byte of a character that may fold to a digit.
+fn has_trigger(b: &[u8]) -> bool {
+    (0..b.len()).any(|i| b[i] == b'@' || may_fold(b[i]) || digit_at(b, i).is_some())
 }
 
 /// Decodes the escapes of JSON text held in a string (`\u0032` -> `2`, `\"` -> `"`),
