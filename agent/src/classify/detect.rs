@@ -50,7 +50,7 @@ const T_NONE: u8 = 0;
 const T_DIGIT: u8 = 1;
 const T_AT: u8 = 2;
 const T_LEAD: u8 = 3;
-/// A lead byte of a character that may fold (see [`super::fold`]).
+/// A lead byte of a character that may fold (see [`super::fold`]), perhaps a digit.
 const T_FOLD: u8 = 4;
 
 /// What each byte means to the main loop.
@@ -64,10 +64,12 @@ static TRIGGER: [u8; 256] = {
     t[b'@' as usize] = T_AT;
     let mut c = 0x80usize;
     while c < 256 {
-        if may_start_digit(c as u8) {
-            t[c] = T_LEAD;
-        } else if may_fold(c as u8) {
+        // `EF` starts both fullwidth digits and other characters that fold: it is a
+        // fold lead, checked for digits too.
+        if may_fold(c as u8) {
             t[c] = T_FOLD;
+        } else if may_start_digit(c as u8) {
+            t[c] = T_LEAD;
         }
         c += 1;
     }
@@ -211,9 +213,7 @@ impl Classifier {
                     continue;
                 }
                 // Fullwidth digits fold too, so that `１９２.１６８.１.１` is an address.
-                T_LEAD | T_FOLD if fold_check && may_fold(b[i]) && folds_at(text, i) => {
-                    return false;
-                }
+                T_FOLD if fold_check && folds_at(text, i) => return false,
                 T_LEAD | T_FOLD if digit_at(b, i).is_none() => {
                     i += 1;
                     continue;
