@@ -13,7 +13,6 @@ use tracing::{info, warn};
 use crate::config::AgentConfig;
 use crate::ingress::{self, Ingress};
 use crate::policy::active::PolicyState;
-use crate::route::Router;
 use crate::transport::pool::GatewayPool;
 use crate::transport::tls::{TlsError, TlsMaterial};
 
@@ -26,7 +25,7 @@ pub struct AgentHandle {
     ingress: Arc<arc_swap::ArcSwap<Ingress>>,
     geo: Arc<arc_swap::ArcSwap<crate::geo::Geo>>,
     classifier: Arc<crate::classify::Classifier>,
-    pins: Arc<crate::route::pin::Pins>,
+    pins: Arc<crate::plan::pin::Pins>,
     metrics: Arc<crate::admin::metrics::Metrics>,
     local_addr: SocketAddr,
     observe_addr: SocketAddr,
@@ -117,7 +116,7 @@ impl AgentHandle {
             source,
         })?;
         let classifier = Arc::new(crate::classify::Classifier::new());
-        let pins = Arc::new(crate::route::pin::Pins::new(Duration::from_secs(
+        let pins = Arc::new(crate::plan::pin::Pins::new(Duration::from_secs(
             cfg.routing.pin_ttl_secs,
         )));
         let ingress = Arc::new(arc_swap::ArcSwap::from_pointee(Self::ingress_for(
@@ -214,17 +213,13 @@ impl AgentHandle {
         policy: &Arc<PolicyState>,
         geo: Arc<crate::geo::Geo>,
         classifier: &Arc<crate::classify::Classifier>,
-        pins: &Arc<crate::route::pin::Pins>,
+        pins: &Arc<crate::plan::pin::Pins>,
         audit: &crate::audit::AuditWriter,
         metrics: &Arc<crate::admin::metrics::Metrics>,
     ) -> Ingress {
         Ingress {
             pool: pool.clone(),
-            router: Router::new(
-                cfg.default_region.clone(),
-                cfg.india_regions(),
-                cfg.gateways.iter().map(|g| g.region.clone()).collect(),
-            ),
+            router: cfg.router(),
             catalogue: cfg.catalogue(),
             classifier: classifier.clone(),
             unscannable_tier: cfg.unscannable_tier,

@@ -165,6 +165,11 @@ pub enum PolicyCommand {
         /// A request header, `Name: value` (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
+        /// Decide as the agent with this `agent.toml` would: its gateway
+        /// regions, region catalogue and geography (site map, GeoIP,
+        /// trusted proxies).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Push a signed bundle to a gateway (which hands it to its agents) or to
     /// the local agent.
@@ -448,6 +453,7 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
             request,
             client_ip,
             headers,
+            config,
         } => {
             let mut parsed = Vec::new();
             for h in &headers {
@@ -463,20 +469,30 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
                     }
                 }
             }
-            let classifier = crate::classify::Classifier::new();
-            let classify = move |body: &[u8]| {
-                let c = classifier
-                    .scan_request(body, residency_proto::Tier::Restricted)
-                    .map_err(|e| e.to_string())?;
-                let names = c
-                    .counts
-                    .iter()
-                    .map(|(t, _)| t.as_str().to_owned())
-                    .collect();
-                Ok((c.tier, names))
+            let site = match &config {
+                Some(path) => {
+                    let site = crate::config::AgentConfig::load(path)
+                        .map_err(|e| pcli::PolicyCliError::Invalid {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })
+                        .and_then(|cfg| pcli::Site::from_config(&cfg, path));
+                    match site {
+                        Ok(s) => Some(s),
+                        Err(e) => return done(Err(e)),
+                    }
+                }
+                None => None,
             };
+            let classifier = crate::classify::Classifier::new();
             done(pcli::test(
-                &policy, &request, client_ip, &parsed, &classify, &mut out,
+                &policy,
+                &request,
+                client_ip,
+                &parsed,
+                site.as_ref(),
+                &classifier,
+                &mut out,
             ))
         }
         PolicyCommand::Push {

@@ -9,7 +9,7 @@ use residency_proto::RegionId;
 use serde::Deserialize;
 
 use crate::policy::active::PolicyConfig;
-use crate::route::catalogue::{Catalogue, RegionEntry};
+use crate::plan::catalogue::{Catalogue, RegionEntry};
 use crate::transport::tls::TlsFiles;
 use crate::transport::QuicLimits;
 
@@ -479,6 +479,16 @@ impl AgentConfig {
             .filter(|r| catalogue.jurisdiction(r) == Some(residency_proto::Jurisdiction::IN))
             .collect()
     }
+
+    /// The built-in rule over this file's gateway regions, which also orders
+    /// the regions a policy allows equally (`default_region` first).
+    pub fn router(&self) -> crate::plan::Router {
+        crate::plan::Router::new(
+            self.default_region.clone(),
+            self.india_regions(),
+            self.gateways.iter().map(|g| g.region.clone()).collect(),
+        )
+    }
 }
 
 impl GatewayConfig {
@@ -575,7 +585,7 @@ impl GatewayConfig {
         Ok(())
     }
 
-    fn catalogue_checked(&self) -> Result<Catalogue, crate::route::catalogue::CatalogueError> {
+    fn catalogue_checked(&self) -> Result<Catalogue, crate::plan::catalogue::CatalogueError> {
         if self.region.catalogue_entry().is_some() {
             return Ok(Catalogue::default());
         }

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod app;
 pub mod audit;
+pub mod body;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -20,7 +21,7 @@ pub mod geo;
 pub mod ingress;
 pub mod keys;
 pub mod policy;
-pub mod route;
+pub mod plan;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

@@ -1,7 +1,9 @@
 //! QUIC between agents and gateways: transport limits, reading and writing
 //! frames on streams, and the agent's pool of long-lived gateway connections.
 
+pub mod forward;
 pub mod pool;
+pub mod stream;
 pub mod tls;
 
 use std::sync::Arc;

@@ -138,6 +138,9 @@ pub enum ErrorCode {
     Internal,
     /// The gateway's re-check of the decision refused the request.
     PolicyDenied,
+    /// The peer's certificate does not permit this (a policy push without an
+    /// admin or agent identity, a request from a probe identity).
+    NotPermitted,
 }
 
 /// An error answer on a request stream.
@@ -160,6 +163,29 @@ impl ErrorCode {
             ErrorCode::Unavailable => "gateway_unavailable",
             ErrorCode::Internal => "gateway_internal_error",
             ErrorCode::PolicyDenied => "policy_denied",
+            ErrorCode::NotPermitted => "not_permitted",
+        }
+    }
+
+    /// Whether another gateway may succeed where this one failed: the agent
+    /// then tries the next allowed endpoint. Every other code is final, since
+    /// any gateway would answer the same.
+    pub fn retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamTimeout | ErrorCode::Unavailable
+        )
+    }
+
+    /// The HTTP status an application sees for this refusal.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::NotPermitted => 403,
+            ErrorCode::PolicyDenied => 451,
+            ErrorCode::Unavailable => 503,
+            ErrorCode::UpstreamTimeout => 504,
+            ErrorCode::Misrouted | ErrorCode::UpstreamUnavailable | ErrorCode::Internal => 502,
         }
     }
 }

@@ -3,10 +3,12 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use residency_proto::{ErrorCode, ErrorFrame};
 
-use super::{Body, HDR_DECISION, HDR_REQUEST_ID};
+use super::{HDR_DECISION, HDR_REQUEST_ID};
+use crate::body::Body;
+use crate::plan::{Plan, Refusal, Why};
+use crate::transport::forward::ForwardError;
 
 /// An error answer to an application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,23 +147,56 @@ impl ApiError {
         )
     }
 
-    /// The gateway refused or could not serve the request.
+    /// The gateway refused or could not serve the request: the status the
+    /// proto code maps to ([`ErrorCode::http_status`]).
     pub fn from_frame(e: &ErrorFrame) -> Self {
-        let (status, kind) = match e.code {
-            ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "invalid_request_error"),
-            ErrorCode::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "gateway_error"),
-            ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "gateway_error"),
-            ErrorCode::PolicyDenied => (
-                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
-                "residency_policy_violation",
-            ),
-            _ => (StatusCode::BAD_GATEWAY, "gateway_error"),
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let kind = match e.code {
+            ErrorCode::BadRequest => "invalid_request_error",
+            ErrorCode::PolicyDenied => "residency_policy_violation",
+            ErrorCode::NotPermitted => "permission_error",
+            _ => "gateway_error",
         };
         let mut err = Self::new(status, kind, e.code.as_str(), e.message.clone());
         if e.code == ErrorCode::PolicyDenied {
             err.decision = "deny";
         }
         err
+    }
+
+    /// The decision core refused the request before anything was sent.
+    pub fn from_refusal(r: &Refusal) -> Self {
+        let d = &r.decided;
+        match &r.why {
+            Why::NoPolicy => Self::no_policy(d.tier),
+            Why::Denied { reason } => Self::policy_denied(&d.rule, reason),
+            Why::NoRegion => Self::no_route(format!(
+                "no configured region may receive {} data (rule {})",
+                d.tier, d.rule
+            )),
+        }
+        .with_policy(&d.policy_label)
+    }
+
+    /// No gateway of the plan answered.
+    pub fn from_forward(e: &ForwardError, plan: &Plan) -> Self {
+        match e {
+            ForwardError::NoGateway => Self::no_route(format!(
+                "no healthy gateway for {} data in the allowed jurisdictions {} (regions tried: {})",
+                plan.decided.tier,
+                plan.jurisdictions().join(", "),
+                plan.candidates
+                    .iter()
+                    .map(|c| c.region.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            ForwardError::Failed(why) => Self::gateway_failed(why.clone()),
+            ForwardError::Refused(frame) => Self::from_frame(frame),
+            ForwardError::Encode(why) => Self::body_read(why.clone()),
+        }
+        .with_policy(&plan.decided.policy_label)
     }
 
     /// Names the policy version in force.
@@ -172,11 +207,7 @@ impl ApiError {
 
     /// The `GET /healthz` answer.
     pub fn healthy() -> http::Response<Body> {
-        let mut r = http::Response::new(
-            http_body_util::Full::new(Bytes::from_static(b"ok\n"))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut r = http::Response::new(crate::body::full(Bytes::from_static(b"ok\n")));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain"),
@@ -199,11 +230,7 @@ impl ApiError {
 
     /// The full HTTP response.
     pub fn into_response(self, request_id: &str) -> http::Response<Body> {
-        let mut resp = http::Response::new(
-            http_body_util::Full::new(Bytes::from(self.body_json()))
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        let mut resp = http::Response::new(crate::body::full(self.body_json()));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
         h.insert(

@@ -7,11 +7,11 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use residency_proto::{PolicyBundle, Tier, DEFAULT_MAX_BUNDLE_LEN};
+use residency_proto::{PolicyBundle, DEFAULT_MAX_BUNDLE_LEN};
 
 use super::sign::{self, PolicySigningKey, TrustedKey};
 use super::{
-    lint as lint_text, trusted_labels, CountrySource, Decision, PolicyError, RequestFacts,
+    lint as lint_text, PolicyError,
 };
 
 /// File name of the secret key written by [`keys_gen`].
@@ -19,12 +19,6 @@ pub const SECRET_KEY_FILE: &str = "policy-signing.key";
 
 /// File name of the public key written by [`keys_gen`].
 pub const PUBLIC_KEY_FILE: &str = "policy-signing.pub";
-
-/// The classifier as [`test()`] uses it: request bytes in, the tier and the
-/// entity type names (spec names) found out.
-/// Classifies a request body: its tier and the entity type names found, or why the
-/// body cannot be scanned.
-pub type ClassifyFn = dyn Fn(&[u8]) -> Result<(Tier, Vec<String>), String>;
 
 /// Why a `policy` subcommand failed.
 #[derive(Debug, thiserror::Error)]
@@ -214,122 +208,217 @@ pub fn show(bundle_path: &Path, out: &mut dyn Write) -> Result<(), PolicyCliErro
     Ok(())
 }
 
-/// `policy test`: evaluates the policy against one request file and prints the
-/// decision, the rule, the effective tier and the trace.
+/// The site `policy test` decides for: the agent's gateway regions, region
+/// catalogue and geography, as an `agent.toml` configures them.
+#[derive(Debug)]
+pub struct Site {
+    /// The configured gateway regions and the built-in rule.
+    pub router: crate::plan::Router,
+    /// The region catalogue.
+    pub catalogue: crate::plan::catalogue::Catalogue,
+    /// Site map and GeoIP.
+    pub geo: crate::geo::Geo,
+    /// The config file it came from, for the output.
+    pub path: PathBuf,
+}
+
+impl Site {
+    /// The site an `agent.toml` describes.
+    pub fn from_config(cfg: &crate::config::AgentConfig, path: &Path) -> Result<Site, PolicyCliError> {
+        let geo = crate::geo::Geo::load(&cfg.geo).map_err(|e| PolicyCliError::Invalid {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Site {
+            router: cfg.router(),
+            catalogue: cfg.catalogue(),
+            geo,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// `policy test`: decides one request file as the agent would, with the same
+/// decision core, and prints the decision, the rule, the effective tier, the
+/// regions in the order they would be tried and the trace.
 ///
 /// The app is identified by an `authorization: Bearer KEY` header; the
 /// subject's country comes from `x-residency-subject-country` only if that app
-/// is trusted for it. The client IP's geography is not resolved yet.
+/// is trusted for it. With a `site` (`--config agent.toml`) the candidates are
+/// the agent's gateway regions and the client address is located as the
+/// agent locates it (trusted proxies, site map, GeoIP, the site's country);
+/// without one, every region the policy knows is a candidate and the client
+/// address is not located.
 pub fn test(
     policy_path: &Path,
     request_json_path: &Path,
     client_ip: Option<IpAddr>,
     headers: &[(String, String)],
-    classify: &ClassifyFn,
+    site: Option<&Site>,
+    classifier: &crate::classify::Classifier,
     out: &mut dyn Write,
 ) -> Result<(), PolicyCliError> {
+    use crate::plan::{self, Env, Facts, InForce};
     let text = read_text(policy_path)?;
     let policy = match lint_text(&text) {
         Ok(p) => p,
         Err(errors) => return Err(report(policy_path, &errors, out)?),
     };
     let body = fs::read(request_json_path).map_err(|e| io_err(request_json_path, e))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| PolicyCliError::Invalid {
-            path: request_json_path.to_path_buf(),
-            reason: format!("not JSON: {e}"),
-        })?;
-    let model = json.get("model").and_then(|m| m.as_str());
-    let (tier, entities) = classify(&body).map_err(|reason| PolicyCliError::Invalid {
+    let invalid = |reason: String| PolicyCliError::Invalid {
         path: request_json_path.to_path_buf(),
         reason,
-    })?;
-    let unscannable = has_unscannable_part(&json);
-
-    let bearer = headers.iter().find_map(|(k, v)| {
-        if !k.eq_ignore_ascii_case("authorization") {
-            return None;
-        }
-        let v = v.trim();
-        let (scheme, key) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-    });
-    let app = bearer.and_then(|k| policy.app_for_key(k));
-    let labels = trusted_labels(app, headers);
-    let facts = RequestFacts {
-        tier,
-        entities: entities.iter().map(String::as_str).collect(),
-        subject_country: labels.subject_country,
-        subject_country_source: if labels.subject_country.is_some() {
-            CountrySource::Header
-        } else {
-            CountrySource::None
-        },
-        app: app.map(|a| a.name.as_str()),
-        model,
-        tier_floor: labels.tier_floor,
-        unscannable,
     };
-    let eval = policy.explain(&facts);
+    let pick = |names: &[&str]| -> Vec<(String, String)> {
+        headers
+            .iter()
+            .filter(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    let forwarded = pick(crate::gateway::upstream::FORWARD_REQUEST_HEADERS);
+    let decision_headers = pick(&plan::DECISION_HEADERS);
+    let pairs: Vec<(&str, &str)> = forwarded
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let classified = classifier
+        .scan_request_with_headers(&body, &pairs, policy.unscannable_tier())
+        .map_err(|e| invalid(e.to_string()))?;
+    let probe = crate::ingress::read::probe(&body).map_err(|e| invalid(e.message))?;
 
-    match &eval.decision {
-        Decision::Allow(set) => {
-            writeln!(out, "decision: allow {}", set.describe())?;
-            let regions = policy.ordered(set, &policy.known_regions());
+    // Without a site every region the policy knows is a candidate, in the
+    // policy's order, and the client is not located.
+    let bare;
+    let place = match site {
+        Some(s) => s,
+        None => {
+            let regions = policy.known_regions();
+            let Some(first) = regions.first().cloned() else {
+                return Err(invalid("the policy knows no region".into()));
+            };
+            bare = Site {
+                router: crate::plan::Router::new(first, Vec::new(), regions),
+                catalogue: crate::plan::catalogue::Catalogue::default(),
+                geo: crate::geo::Geo::empty(),
+                path: PathBuf::new(),
+            };
+            &bare
+        }
+    };
+    let client = match (site, client_ip) {
+        (Some(s), Some(ip)) => Some(s.geo.client_addr(
+            ip,
+            headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+                .map(|(_, v)| v.as_str()),
+        )),
+        _ => None,
+    };
+    let env = Env {
+        policy: Some(InForce {
+            policy: &policy,
+            version: None,
+        }),
+        router: &place.router,
+        catalogue: &place.catalogue,
+        geo: &place.geo,
+        pins: None,
+    };
+    let facts = Facts {
+        classification: &classified,
+        model: probe.model(),
+        user: probe.user(),
+        headers: &decision_headers,
+        client,
+        now: std::time::Instant::now(),
+        explain: true,
+    };
+    let (decided, allow, regions, trace, notes, deny) = match plan::plan(&facts, &env) {
+        Ok(p) => {
+            let regions = p.regions();
+            (p.decided, p.allow, regions, p.trace, p.notes, None)
+        }
+        Err(r) => {
+            let deny = match r.why {
+                plan::Why::Denied { reason } => Some(reason),
+                plan::Why::NoPolicy => Some("no valid policy".to_owned()),
+                plan::Why::NoRegion => None,
+            };
+            (r.decided, r.allow, Vec::new(), r.trace, r.notes, deny)
+        }
+    };
+
+    match (&deny, &allow) {
+        (Some(reason), _) => writeln!(out, "decision: deny (HTTP 451): {reason}")?,
+        (None, allow) => {
+            let set = allow.as_ref().map(|a| a.describe()).unwrap_or_default();
+            writeln!(out, "decision: allow {set}")?;
             let names: Vec<&str> = regions.iter().map(|r| r.as_str()).collect();
             writeln!(
                 out,
                 "allowed regions (preference order): {}",
                 if names.is_empty() {
-                    "none".to_owned()
+                    "none (the agent refuses with 503 no_compliant_route)".to_owned()
                 } else {
                     names.join(", ")
                 }
             )?;
         }
-        Decision::Deny { reason } => writeln!(out, "decision: deny (HTTP 451): {reason}")?,
     }
-    writeln!(out, "rule: {}", eval.rule)?;
-    writeln!(out, "effective tier: {}", eval.effective_tier)?;
+    writeln!(out, "rule: {}", decided.rule)?;
+    writeln!(out, "effective tier: {}", decided.tier)?;
+    let entities: Vec<&str> = classified.counts.iter().map(|(t, _)| t.as_str()).collect();
     writeln!(
         out,
-        "classified: tier {tier}, entities [{}]",
+        "classified: tier {}, entities [{}]",
+        decided.classified,
         entities.join(", ")
     )?;
     writeln!(
         out,
         "app: {}",
-        match (app, bearer) {
-            (Some(a), _) => format!("{} (by API key)", a.name),
+        match (&decided.app, plan::bearer(&decision_headers)) {
+            (Some(a), _) => format!("{a} (by API key)"),
             (None, Some(_)) => "none (bearer key matches no [[app]])".into(),
             (None, None) => "none (no bearer key)".into(),
         }
     )?;
-    writeln!(out, "model: {}", model.unwrap_or("(none)"))?;
-    if unscannable {
+    writeln!(out, "model: {}", decided.model.as_deref().unwrap_or("(none)"))?;
+    if !classified.unscannable.is_empty() {
         writeln!(
             out,
             "unscannable content: yes (counts as {})",
             policy.unscannable_tier()
         )?;
     }
-    match facts.subject_country {
+    match decided.subject_country {
         Some(c) => writeln!(
             out,
             "subject country: {c} (from {})",
-            facts.subject_country_source.as_str()
+            decided.country_source.as_str()
         )?,
         None => writeln!(out, "subject country: unknown")?,
     }
-    match client_ip {
-        Some(ip) => writeln!(out, "client ip: {ip} (geography not resolved)")?,
-        None => writeln!(out, "client ip: (none given)")?,
+    match (client_ip, site) {
+        (Some(ip), Some(s)) => writeln!(
+            out,
+            "client ip: {ip} (located as {} configures it{})",
+            s.path.display(),
+            match client {
+                Some(c) if c != ip => format!(", behind a trusted proxy: {c}"),
+                _ => String::new(),
+            }
+        )?,
+        (Some(ip), None) => writeln!(out, "client ip: {ip} (geography not resolved)")?,
+        (None, _) => writeln!(out, "client ip: (none given)")?,
     }
-    for note in &labels.notes {
+    for note in &notes {
         writeln!(out, "note: {note}")?;
     }
     writeln!(out, "trace:")?;
-    for line in &eval.trace {
+    for line in &trace {
         writeln!(out, "  {line}")?;
     }
     Ok(())
@@ -361,32 +450,6 @@ fn report(
             if errors.len() == 1 { "" } else { "s" }
         ),
     })
-}
-
-/// Content part types of the OpenAI APIs whose content the classifier cannot
-/// read (images, audio, files).
-const UNSCANNABLE_PARTS: [&str; 7] = [
-    "image_url",
-    "input_image",
-    "image",
-    "input_audio",
-    "audio",
-    "file",
-    "input_file",
-];
-
-/// True if any object in the request has a `type` naming an unscannable part.
-fn has_unscannable_part(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Object(map) => {
-            map.get("type")
-                .and_then(|t| t.as_str())
-                .is_some_and(|t| UNSCANNABLE_PARTS.contains(&t))
-                || map.values().any(has_unscannable_part)
-        }
-        serde_json::Value::Array(items) => items.iter().any(has_unscannable_part),
-        _ => false,
-    }
 }
 
 fn io_err(path: &Path, source: io::Error) -> PolicyCliError {
@@ -585,7 +648,7 @@ mod tests {
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let public = |_: &[u8]| Ok((Tier::Public, Vec::new()));
+        let classifier = crate::classify::Classifier::new();
         let h = |k: &str, v: &str| (k.to_owned(), v.to_owned());
 
         let headers = [
@@ -598,7 +661,8 @@ mod tests {
                 &req,
                 Some("10.1.2.3".parse().unwrap()),
                 &headers,
-                &public,
+                None,
+                &classifier,
                 out,
             )
         });
@@ -626,7 +690,7 @@ mod tests {
             br#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:,"}}]}]}"#,
         )
         .unwrap();
-        let (o, r) = run(|out| test(&policy, &img, None, &[], &public, out));
+        let (o, r) = run(|out| test(&policy, &img, None, &[], None, &classifier, out));
         r.unwrap();
         assert!(o.contains("effective tier: restricted\n"), "{o}");
         assert!(o.contains("unscannable content: yes"), "{o}");
@@ -636,7 +700,7 @@ mod tests {
             h("Authorization", "Bearer sk-other"),
             h("X-Residency-Tier", "restricted"),
         ];
-        let (o, r) = run(|out| test(&policy, &req, None, &headers, &public, out));
+        let (o, r) = run(|out| test(&policy, &req, None, &headers, None, &classifier, out));
         r.unwrap();
         assert!(
             o.contains("rule: rest\n") && o.contains("effective tier: public\n"),

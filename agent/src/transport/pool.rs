@@ -232,7 +232,7 @@ impl GatewayPool {
         limits: &QuicLimits,
         policy: Arc<PolicyState>,
         geo: Arc<arc_swap::ArcSwap<Geo>>,
-        catalogue: &crate::route::catalogue::Catalogue,
+        catalogue: &crate::plan::catalogue::Catalogue,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
@@ -275,7 +275,7 @@ impl GatewayPool {
         gateways: &[GatewayEndpoint],
         tls: &TlsMaterial,
         limits: &QuicLimits,
-        catalogue: &crate::route::catalogue::Catalogue,
+        catalogue: &crate::plan::catalogue::Catalogue,
     ) -> Result<(), String> {
         let _one_at_a_time = self.reconfigure.lock().unwrap_or_else(|p| p.into_inner());
         let clients = gateways

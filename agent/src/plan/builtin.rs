@@ -1,11 +1,8 @@
-//! Where a request may go: the ordered list of regions allowed for it.
-//!
-//! Until a signed policy is active this is the built-in rule: `restricted`
-//! and `confidential` requests go only to India regions, everything else to
-//! the configured default region first and then anywhere.
-
-pub mod catalogue;
-pub mod pin;
+//! The built-in routing rule, in force until a signed policy is active:
+//! `restricted` and `confidential` requests go only to India regions,
+//! everything else to the configured default region first and then anywhere.
+//! It also gives the configured gateway regions in the order a policy's equal
+//! choices are broken.
 
 use residency_proto::{RegionId, Tier};
 

@@ -1,0 +1,277 @@
+//! The read stage: who sent the request, when, to which API, and its body,
+//! read up to the limit.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::error::ApiError;
+use crate::plan::DECISION_HEADERS;
+
+/// Request headers the agent passes to the gateway (the gateway filters
+/// with the same list again).
+const FORWARD_HEADERS: &[&str] = crate::gateway::upstream::FORWARD_REQUEST_HEADERS;
+
+/// What is known the moment a request arrives.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The agent's id for the request (`x-residency-request-id`).
+    pub id: String,
+    /// When it arrived.
+    pub started: Instant,
+    /// When it arrived, unix milliseconds.
+    pub time_ms: u64,
+    /// The client (behind a trusted reverse proxy, who the proxy says).
+    pub client: SocketAddr,
+    /// HTTP method.
+    pub method: Method,
+    /// HTTP path, without the query.
+    pub path: String,
+}
+
+impl Arrival {
+    /// Stamps a request as it arrives from `peer`.
+    pub fn new(geo: &crate::geo::Geo, req: &http::Request<Incoming>, peer: SocketAddr) -> Self {
+        let client = SocketAddr::new(
+            geo.client_addr(
+                peer.ip(),
+                req.headers()
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            ),
+            peer.port(),
+        );
+        Arrival {
+            id: format!("req_{}", uuid::Uuid::now_v7().simple()),
+            started: Instant::now(),
+            time_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            client,
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+        }
+    }
+}
+
+/// The OpenAI API paths the agent serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiPath {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions`
+    Completions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /v1/responses`
+    Responses,
+    /// `GET /v1/models`, `GET /v1/models/{id}`
+    Models,
+}
+
+impl ApiPath {
+    /// The API a method and path name; 404 or 405 otherwise.
+    pub fn parse(method: &Method, path: &str) -> Result<ApiPath, ApiError> {
+        let p = match path {
+            "/v1/chat/completions" => ApiPath::ChatCompletions,
+            "/v1/completions" => ApiPath::Completions,
+            "/v1/embeddings" => ApiPath::Embeddings,
+            "/v1/responses" => ApiPath::Responses,
+            "/v1/models" => ApiPath::Models,
+            p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => ApiPath::Models,
+            _ => return Err(ApiError::not_found(method, path)),
+        };
+        let want = if p == ApiPath::Models {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        if method != want {
+            return Err(ApiError::method_not_allowed(method, path));
+        }
+        Ok(p)
+    }
+
+    /// Whether requests to it carry a body to judge.
+    pub fn has_body(self) -> bool {
+        self != ApiPath::Models
+    }
+}
+
+/// A request, read.
+#[derive(Debug)]
+pub struct Request {
+    /// Which API.
+    pub api: ApiPath,
+    /// Path and query, as sent on.
+    pub path_and_query: String,
+    /// The headers passed on to the gateway (and scanned with the body).
+    pub forwarded: Vec<(String, String)>,
+    /// The headers the decision reads (the app's key, trusted labels, the
+    /// conversation id), lowercase names.
+    pub decision_headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// Reads the request: its API, the headers that matter and the body, up to
+/// `max_body` bytes (413 beyond).
+pub async fn request(req: http::Request<Incoming>, max_body: usize) -> Result<Request, ApiError> {
+    let api = ApiPath::parse(req.method(), req.uri().path())?;
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let (parts, body) = req.into_parts();
+    if let Some(len) = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max_body as u64 {
+            return Err(ApiError::too_large(max_body));
+        }
+    }
+    let body = match Limited::new(body, max_body).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::too_large(max_body))
+        }
+        Err(e) => {
+            return Err(ApiError::body_read(format!(
+                "cannot read request body: {e}"
+            )))
+        }
+    };
+    Ok(Request {
+        api,
+        path_and_query,
+        forwarded: pairs(&parts.headers, FORWARD_HEADERS, false),
+        decision_headers: pairs(&parts.headers, &DECISION_HEADERS, true),
+        body,
+    })
+}
+
+/// `(name, value)` for each of `names` present: the first value, or with
+/// `every` each value of a repeated header in order. Values that are not
+/// text are left out.
+fn pairs(headers: &HeaderMap, names: &[&str], every: bool) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for name in names {
+        for v in headers.get_all(*name).iter().take(if every { usize::MAX } else { 1 }) {
+            if let Ok(v) = v.to_str() {
+                out.push(((*name).to_owned(), v.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Borrowed `(name, value)` pairs, as the classifier takes them.
+pub fn header_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// The fields of the body the agent reads itself.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Probe {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+    #[serde(default)]
+    user: Option<serde_json::Value>,
+}
+
+impl Probe {
+    /// The requested model, if the body names one as a string.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_ref().and_then(|m| m.as_str())
+    }
+
+    /// The body's `user` field, if a string.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_ref().and_then(|u| u.as_str())
+    }
+}
+
+/// 400 unless the body is one JSON object; the message says where it breaks.
+/// Returns the fields the agent reads.
+pub fn probe(body: &[u8]) -> Result<Probe, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(ApiError::bad_json(
+            "request body is empty; expected a JSON object".into(),
+        ));
+    }
+    if first != Some(&b'{') {
+        // Syntax errors first: they say where, which helps more.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Err(json_error(&e));
+        }
+        return Err(ApiError::bad_json(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice::<Probe>(body).map_err(|e| json_error(&e))
+}
+
+fn json_error(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_json(
+        format!(
+            "request body is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+        .replace(&format!(" at line {} column {}", e.line(), e.column()), ""),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    #[test]
+    fn paths_and_methods() {
+        assert_eq!(
+            ApiPath::parse(&Method::POST, "/v1/chat/completions"),
+            Ok(ApiPath::ChatCompletions)
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::GET, "/v1/models/gpt-4o"),
+            Ok(ApiPath::Models)
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::POST, "/v1/nope")
+                .unwrap_err()
+                .status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiPath::parse(&Method::GET, "/v1/embeddings")
+                .unwrap_err()
+                .status,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn json_errors_say_where() {
+        let e = probe(b"{\n  \"model\": \"x\",\n  oops\n}").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("line 3"), "{}", e.message);
+        assert!(probe(b"[1,2]").is_err());
+        assert!(probe(b"   ").is_err());
+        assert!(probe(b" {\"a\":1} ").is_ok());
+        let p = probe(br#"{"model":"gpt-4o","user":"u1"}"#).unwrap();
+        assert_eq!((p.model(), p.user()), (Some("gpt-4o"), Some("u1")));
+    }
+}

@@ -1,0 +1,291 @@
+//! The respond stage: the application's answer, its headers, and the one
+//! audit record of the request, built from the plan and the outcome.
+//!
+//! A forwarded answer's body passes through a chain of body stages
+//! ([`crate::body`]): the gateway stream, then the audit tail (the record
+//! is written when the body ends: complete, failed, or dropped because the
+//! client went away), then, for streaming clients, an SSE `error` event
+//! before a failure.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use residency_proto::Tier;
+use tracing::{info, warn};
+
+use super::error::ApiError;
+use super::read::Arrival;
+use super::{
+    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE,
+    HDR_TIER,
+};
+use crate::audit::{AuditWriter, NewRecord};
+use crate::body::{self, Body, BodyError, Event, Stage, Step};
+use crate::classify::RequestClassification;
+use crate::plan::{Decided, Plan};
+use crate::transport::forward::Answer;
+
+/// What the walk learned before it ended, for the audit record.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Request body bytes, once read.
+    pub bytes_in: u64,
+    /// What the classifier found, once it ran.
+    pub classified: Option<RequestClassification>,
+    /// The decision, once made.
+    pub decided: Option<Decided>,
+}
+
+/// A request the application gets an error for, and what was known then.
+#[derive(Debug)]
+pub struct Refused {
+    /// The error answer.
+    pub error: ApiError,
+    /// For the audit record.
+    pub known: Known,
+}
+
+impl Known {
+    /// Refuses with `error`, recording what is known.
+    pub fn refuse(self, error: ApiError) -> Refused {
+        Refused { error, known: self }
+    }
+}
+
+/// The audit record of a request: what arrived, what was known of it, what
+/// was decided and where it went. `outcome`, `bytes_out` and `latency_ms`
+/// are filled in when it ends.
+fn record(
+    arrival: &Arrival,
+    known: &Known,
+    decision: &str,
+    status: u16,
+    served: Option<(&str, &str)>,
+) -> NewRecord {
+    let decided = known.decided.as_ref();
+    let c = known.classified.as_ref();
+    NewRecord {
+        time_ms: arrival.time_ms,
+        request_id: arrival.id.clone(),
+        app: decided.and_then(|d| d.app.clone()),
+        client: Some(arrival.client.ip().to_string()),
+        method: arrival.method.to_string(),
+        path: arrival.path.clone(),
+        model: decided.and_then(|d| d.model.clone()),
+        tier: decided
+            .map(|d| d.tier)
+            .or(c.map(|c| c.tier))
+            .unwrap_or(Tier::Public)
+            .as_str()
+            .to_owned(),
+        entities: c.map_or_else(Vec::new, |c| {
+            c.counts
+                .iter()
+                .map(|(t, n)| (t.as_str().to_owned(), *n))
+                .collect()
+        }),
+        unscannable: c.map_or_else(Vec::new, |c| c.unscannable.clone()),
+        subject_country: decided.and_then(|d| d.subject_country.map(|j| j.to_string())),
+        country_source: decided
+            .map_or("none", |d| d.country_source.as_str())
+            .to_owned(),
+        policy_version: decided.and_then(|d| d.policy_version),
+        policy_label: decided.map_or_else(|| "none".to_owned(), |d| d.policy_label.clone()),
+        rule: decided.map_or_else(String::new, |d| d.rule.clone()),
+        decision: decision.to_owned(),
+        region: served.map(|(r, _)| r.to_owned()),
+        endpoint: served.map(|(_, e)| e.to_owned()),
+        status,
+        bytes_in: known.bytes_in,
+        bytes_out: 0,
+        latency_ms: 0.0,
+        outcome: String::new(),
+    }
+}
+
+/// The answer to a forwarded request: the gateway's status and headers, the
+/// agent's own headers, and the body through the stage chain.
+pub fn answer(
+    ingress: &Ingress,
+    arrival: &Arrival,
+    known: Known,
+    plan: &Plan,
+    answer: Answer,
+) -> http::Response<Body> {
+    let Answer { link, head, body } = answer;
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let sse = head
+        .headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
+    let rec = record(
+        arrival,
+        &known,
+        "allow",
+        status.as_u16(),
+        Some((link.region.as_str(), &link.name)),
+    );
+    let mut body = body::chain(
+        body,
+        AuditTail {
+            rec: Some(rec),
+            sync: ingress.audit_sync,
+            writer: ingress.audit.clone(),
+            started: arrival.started,
+            bytes_out: 0,
+        },
+    );
+    if sse {
+        body = body::chain(body, SseErrors);
+    }
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (k, v) in &head.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(k, v);
+        }
+    }
+    let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, HDR_REQUEST_ID, &arrival.id);
+    set(h, HDR_TIER, plan.decided.tier.as_str());
+    set(h, HDR_REGION, link.region.as_str());
+    set(h, HDR_ENDPOINT, &link.name);
+    set(h, HDR_DECISION, "allow");
+    set(h, HDR_RULE, &plan.decided.rule);
+    set(h, HDR_POLICY, &plan.decided.policy_label);
+    if sse {
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        );
+    }
+    ingress.metrics.request(
+        plan.decided.tier.as_str(),
+        link.region.as_str(),
+        "allow",
+        status.as_u16(),
+    );
+    info!(request_id = %arrival.id, client = %arrival.client, method = %arrival.method, path = %arrival.path, status = status.as_u16(),
+        tier = plan.decided.tier.as_str(), region = link.region.as_str(),
+        head_ms = arrival.started.elapsed().as_secs_f64() * 1e3, "forwarded");
+    resp
+}
+
+/// The error answer to a refused request, on record before the application
+/// hears of it (when the audit is durable before responses).
+pub async fn refused(ingress: &Ingress, arrival: &Arrival, r: Refused) -> http::Response<Body> {
+    let Refused { error, known } = r;
+    info!(request_id = %arrival.id, client = %arrival.client, method = %arrival.method, path = %arrival.path, status = error.status.as_u16(), code = error.code, "refused");
+    let mut rec = record(arrival, &known, error.decision, error.status.as_u16(), None);
+    rec.outcome = format!("refused:{}", error.code);
+    rec.latency_ms = arrival.started.elapsed().as_secs_f64() * 1e3;
+    ingress
+        .metrics
+        .request(&rec.tier, "", &rec.decision, rec.status);
+    if ingress.audit_sync {
+        if let Err(ae) = ingress.audit.append(rec).await {
+            warn!(error = %ae, "audit record not written");
+        }
+    } else {
+        ingress.audit.append_later(rec);
+    }
+    error.into_response(&arrival.id)
+}
+
+/// The body stage that writes the audit record when the body ends: a clean
+/// end only once the record is durable (when so configured), a failure after
+/// recording it, a drop (the client went away) as `client_cancelled`.
+struct AuditTail {
+    rec: Option<NewRecord>,
+    sync: bool,
+    writer: AuditWriter,
+    started: Instant,
+    bytes_out: u64,
+}
+
+impl AuditTail {
+    fn take(&mut self, outcome: &str) -> Option<NewRecord> {
+        let mut rec = self.rec.take()?;
+        rec.outcome = outcome.to_owned();
+        rec.bytes_out = self.bytes_out;
+        rec.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        Some(rec)
+    }
+}
+
+impl Stage for AuditTail {
+    async fn on_event(&mut self, event: Event) -> Step {
+        match event {
+            Event::Data(d) => {
+                self.bytes_out += d.len() as u64;
+                Step::Data(d)
+            }
+            Event::End => {
+                let Some(rec) = self.take("complete") else {
+                    return Step::End(Bytes::new());
+                };
+                if !self.sync {
+                    self.writer.append_later(rec);
+                    return Step::End(Bytes::new());
+                }
+                match self.writer.append(rec).await {
+                    Ok(_) => Step::End(Bytes::new()),
+                    Err(e) => {
+                        // No record, no clean ending: fail closed.
+                        warn!(error = %e, "audit record not written; ending the response with an error");
+                        Step::Fail(
+                            Bytes::new(),
+                            BodyError(format!("audit log unavailable: {e}")),
+                        )
+                    }
+                }
+            }
+            Event::Failed(e) => {
+                if let Some(rec) = self.take("upstream_failed") {
+                    if let Err(ae) = self.writer.append(rec).await {
+                        warn!(error = %ae, "audit record not written");
+                    }
+                }
+                Step::Fail(Bytes::new(), e)
+            }
+        }
+    }
+}
+
+impl Drop for AuditTail {
+    fn drop(&mut self) {
+        if let Some(rec) = self.take("client_cancelled") {
+            self.writer.append_later(rec);
+        }
+    }
+}
+
+/// The body stage that tells a streaming client why its stream broke: an
+/// SSE `error` event before the failure, never a silent truncation.
+struct SseErrors;
+
+impl Stage for SseErrors {
+    async fn on_event(&mut self, event: Event) -> Step {
+        match event {
+            Event::Data(d) => Step::Data(d),
+            Event::End => Step::End(Bytes::new()),
+            Event::Failed(e) => Step::Fail(sse_error(&e.0), e),
+        }
+    }
+}
+
+fn sse_error(message: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": "stream_interrupted", "code": "upstream_interrupted"}
+    });
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
+}
