@@ -193,7 +193,7 @@ mod tests {
             Upper(log.clone()),
         );
         assert_eq!(drain(body).await, ("ABC!!".into(), None));
-        assert_eq!(log.lock().unwrap().len(), 6);
+        assert_eq!(log.lock().unwrap().len(), 7);
 
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let body = chain(source(vec![Ok("ab"), Err("cut")]), Upper(log.clone()));
