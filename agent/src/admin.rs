@@ -29,8 +29,9 @@ use tracing::{debug, info, warn};
 use crate::ingress::Body;
 use crate::policy::active::{InstallError, PolicyState, MAX_BUNDLE_BYTES};
 use crate::transport::pool::GatewayPool;
+use crate::transport::stream::call;
+use crate::transport::stream::quic::Quic;
 use crate::transport::tls::{TlsFiles, TlsMaterial};
-use crate::transport::{read_frame, GuardedSend};
 
 /// What the admin socket serves.
 #[derive(Debug)]
@@ -359,6 +360,9 @@ pub async fn agent_request_raw(socket: &Path, path: &str) -> Result<String, Admi
     }
 }
 
+/// How long a gateway may take to verify, store and activate a pushed bundle.
+const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Pushes a bundle to a gateway over QUIC with an admin certificate; returns
 /// the version the gateway activated.
 pub async fn push_to_gateway(
@@ -389,24 +393,15 @@ pub async fn push_to_gateway(
         .await
         .map_err(|e| t(&e))?;
     let codec = Codec::default();
-    let result = async {
-        let (send, mut recv) = conn.open_bi().await.map_err(|e| t(&e))?;
-        let mut send = GuardedSend::new(send);
-        let frame = codec
-            .encode_to_vec(&Frame::PolicyBundle { bundle })
-            .map_err(|e| t(&e))?;
-        send.write_all(&frame).await.map_err(|e| t(&e))?;
-        send.finish();
-        match read_frame(&mut recv, &codec).await {
-            Ok(Some((Frame::PolicyAck { version }, _))) => Ok(version),
-            Ok(Some((Frame::Error(e), _))) => Err(AdminError::Refused(e.message)),
-            Ok(_) => Err(AdminError::Transport(
-                "unexpected answer from the gateway".into(),
-            )),
-            Err(e) => Err(t(&e)),
-        }
-    }
-    .await;
+    let frame = Frame::PolicyBundle { bundle };
+    let result = match call(&Quic(conn.clone()), &codec, &frame, PUSH_TIMEOUT).await {
+        Ok(Frame::PolicyAck { version }) => Ok(version),
+        Ok(Frame::Error(e)) => Err(AdminError::Refused(e.message)),
+        Ok(_) => Err(AdminError::Transport(
+            "unexpected answer from the gateway".into(),
+        )),
+        Err(e) => Err(t(&e)),
+    };
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
     if let Err(e) = &result {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use residency_proto::RegionId;
 use serde::Deserialize;
 
-use crate::policy::active::PolicyConfig;
 use crate::plan::catalogue::{Catalogue, RegionEntry};
+use crate::policy::active::PolicyConfig;
 use crate::transport::tls::TlsFiles;
 use crate::transport::QuicLimits;
 

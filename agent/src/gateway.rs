@@ -22,8 +22,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::GatewayConfig;
 use crate::policy::active::{OpenError, PolicyState};
+use crate::transport::stream::quic::{Quic, QuicRecv, QuicSend};
+use crate::transport::stream::{
+    call, read_frame, read_to_end, send_frame, FrameStream, RecvHalf, SendHalf,
+};
 use crate::transport::tls::{Identity, TlsError, TlsMaterial};
-use crate::transport::{read_frame, write_frame, FrameStream, GuardedSend, RESET_UPSTREAM_FAILED};
+use crate::transport::RESET_UPSTREAM_FAILED;
 use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
 
 /// A running gateway.
@@ -68,25 +72,22 @@ impl Prober {
             return false;
         };
         let codec = Codec::default();
+        let nonce = u64::from(std::process::id());
         let probe = async {
             let conn = endpoint
                 .connect_with((**self.client.load()).clone(), self.addr, "localhost")
                 .ok()?
                 .await
                 .ok()?;
-            let (send, mut recv) = conn.open_bi().await.ok()?;
-            let mut send = GuardedSend::new(send);
-            let nonce = u64::from(std::process::id());
-            write_frame(send.stream()?, &codec, &Frame::Ping { nonce })
-                .await
-                .ok()?;
-            send.finish();
-            let answered = matches!(
-                read_frame(&mut recv, &codec).await,
-                Ok(Some((Frame::Pong { nonce: n }, _))) if n == nonce
-            );
+            let answer = call(
+                &Quic(conn.clone()),
+                &codec,
+                &Frame::Ping { nonce },
+                Duration::from_secs(1),
+            )
+            .await;
             conn.close(0u32.into(), b"probe done");
-            Some(answered)
+            Some(matches!(answer, Ok(Frame::Pong { nonce: n }) if n == nonce))
         };
         let ok = matches!(
             tokio::time::timeout(Duration::from_secs(1), probe).await,
@@ -379,6 +380,7 @@ async fn serve_connection(
             Ok((send, recv)) => {
                 // Each stream runs under the configuration it started with.
                 let state = state.load_full();
+                let (send, recv) = (QuicSend::new(send), QuicRecv(recv));
                 tracker.spawn(serve_stream(send, recv, state, peer.clone()));
             }
             Err(e) => {
@@ -391,13 +393,13 @@ async fn serve_connection(
     }
 }
 
-async fn serve_stream(
-    send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+/// Serves one request stream, whatever transport carries it.
+async fn serve_stream<S: SendHalf, R: RecvHalf>(
+    send: S,
+    mut recv: R,
     state: Arc<State>,
     peer: Identity,
 ) {
-    let send = GuardedSend::new(send);
     let (frame, rest) = match read_frame(&mut recv, &state.codec).await {
         Ok(Some(f)) => f,
         Ok(None) => return,
@@ -414,7 +416,7 @@ async fn serve_stream(
             refuse(
                 send,
                 &state.codec,
-                ErrorCode::BadRequest,
+                ErrorCode::NotPermitted,
                 "a gateway identity may only probe".into(),
             )
             .await
@@ -437,7 +439,7 @@ async fn serve_stream(
 
 /// The control stream: answer the hello, announce the newest policy, then
 /// answer pings and announce every new policy as it arrives.
-async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) {
+async fn control<S: SendHalf, R: RecvHalf>(mut send: S, mut frames: FrameStream<R>, state: &State) {
     let hello = Frame::Hello(Hello {
         protocol_version: PROTOCOL_VERSION,
         role: Role::Gateway,
@@ -459,7 +461,7 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
     {
         return;
     }
-    if send.write_all(&out).await.is_err() {
+    if send.write(Bytes::from(out)).await.is_err() {
         return;
     }
     loop {
@@ -479,8 +481,7 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
                 }
             }
         };
-        let Some(s) = send.stream() else { return };
-        if write_frame(s, codec, &reply).await.is_err() {
+        if send_frame(&mut send, codec, &reply, &[]).await.is_err() {
             return;
         }
     }
@@ -488,7 +489,7 @@ async fn control(mut send: GuardedSend, mut frames: FrameStream, state: &State) 
 }
 
 /// An agent fetches the bundle this gateway announced.
-async fn serve_policy(send: GuardedSend, version: u64, state: &State) {
+async fn serve_policy<S: SendHalf>(send: S, version: u64, state: &State) {
     match state.policy.current() {
         Some(p) if p.version == Some(version) => {
             let frame = Frame::PolicyBundle {
@@ -508,11 +509,11 @@ async fn serve_policy(send: GuardedSend, version: u64, state: &State) {
 /// another gateway: verify, store, activate, announce. The signature, not who
 /// delivers the bundle, is what makes a policy valid; relaying lets one push
 /// reach every gateway the fleet's agents connect to.
-async fn accept_push(send: GuardedSend, bundle: Vec<u8>, state: &Arc<State>, peer: &Identity) {
+async fn accept_push<S: SendHalf>(send: S, bundle: Vec<u8>, state: &Arc<State>, peer: &Identity) {
     if !matches!(peer, Identity::Admin(_) | Identity::Agent(_)) {
         warn!(peer = %peer, "policy push refused: not an admin or agent certificate");
         let msg = "policy push needs an admin certificate".to_owned();
-        refuse(send, &state.codec, ErrorCode::PolicyDenied, msg).await;
+        refuse(send, &state.codec, ErrorCode::NotPermitted, msg).await;
         return;
     }
     let policy = state.policy.clone();
@@ -528,15 +529,13 @@ async fn accept_push(send: GuardedSend, bundle: Vec<u8>, state: &Arc<State>, pee
 }
 
 /// Answers a stream with one frame and finishes it.
-async fn answer(mut send: GuardedSend, codec: &Codec, frame: &Frame) {
-    if let Some(s) = send.stream() {
-        if write_frame(s, codec, frame).await.is_ok() {
-            send.finish();
-        }
+async fn answer<S: SendHalf>(mut send: S, codec: &Codec, frame: &Frame) {
+    if send_frame(&mut send, codec, frame, &[]).await.is_ok() {
+        send.finish();
     }
 }
 
-async fn refuse(send: GuardedSend, codec: &Codec, code: ErrorCode, message: String) {
+async fn refuse<S: SendHalf>(send: S, codec: &Codec, code: ErrorCode, message: String) {
     answer(send, codec, &Frame::Error(ErrorFrame { code, message })).await;
 }
 
@@ -603,9 +602,9 @@ fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), (ErrorC
     Ok(())
 }
 
-async fn forward(
-    mut send: GuardedSend,
-    mut recv: quinn::RecvStream,
+async fn forward<S: SendHalf, R: RecvHalf>(
+    mut send: S,
+    mut recv: R,
     rest: Bytes,
     head: RequestHead,
     state: &State,
@@ -621,19 +620,10 @@ async fn forward(
         refuse(send, &state.codec, ErrorCode::Misrouted, msg).await;
         return;
     }
-    let Some(stopped) = send.stream().map(|s| s.stopped()) else {
-        return;
-    };
+    let stopped = send.stopped();
     tokio::pin!(stopped);
-    let limit = state.max_body.saturating_sub(rest.len());
-    let body = match recv.read_to_end(limit).await {
-        Ok(b) if rest.is_empty() => Bytes::from(b),
-        Ok(b) => {
-            let mut all = Vec::with_capacity(rest.len() + b.len());
-            all.extend_from_slice(&rest);
-            all.extend_from_slice(&b);
-            Bytes::from(all)
-        }
+    let body = match read_to_end(&mut recv, rest, state.max_body).await {
+        Ok(b) => b,
         Err(e) => {
             debug!(request_id = id, error = %e, "request body not received");
             refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await;
@@ -692,7 +682,7 @@ async fn forward(
             out.extend_from_slice(&data);
         }
     }
-    if send.write_all(&out).await.is_err() {
+    if send.write(Bytes::from(out)).await.is_err() {
         return;
     }
     if body.is_end_stream() {
@@ -700,7 +690,6 @@ async fn forward(
         debug!(request_id = id, status, bytes, "forwarded");
         return;
     }
-    let mut bytes: u64 = 0;
     loop {
         let next = tokio::select! {
             f = body.frame() => f,
@@ -718,7 +707,7 @@ async fn forward(
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     bytes += data.len() as u64;
-                    if send.write_chunk(data).await.is_err() {
+                    if send.write(data).await.is_err() {
                         return;
                     }
                 }

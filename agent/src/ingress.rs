@@ -23,12 +23,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::audit::AuditWriter;
+pub use crate::body::{Body, BodyError};
 use crate::classify::{Classifier, RequestClassification, UnscannableBody};
 use crate::plan::{self, Env, Facts, InForce, Router};
 use crate::policy::active::{ActivePolicy, PolicyState};
 use crate::transport::forward::{self, Outbound};
 use crate::transport::pool::GatewayPool;
-pub use crate::body::{Body, BodyError};
 use error::ApiError;
 use read::{Arrival, Probe, Request};
 use respond::{Known, Refused};
@@ -235,4 +235,3 @@ fn classify(
         Err(e) => Err(ApiError::unscannable(&e)),
     }
 }
-

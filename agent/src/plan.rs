@@ -23,8 +23,8 @@ use residency_proto::{Jurisdiction, RegionId, Tier};
 use crate::classify::RequestClassification;
 use crate::geo::Geo;
 use crate::policy::{
-    trusted_labels, AllowSet, CountrySource, Decision, Policy, RequestFacts, SUBJECT_COUNTRY_HEADER,
-    TIER_HEADER,
+    trusted_labels, AllowSet, CountrySource, Decision, Policy, RequestFacts,
+    SUBJECT_COUNTRY_HEADER, TIER_HEADER,
 };
 pub use builtin::{RouteChoice, Router};
 use catalogue::Catalogue;
@@ -234,11 +234,14 @@ pub fn jurisdiction_of(env: &Env<'_>, r: &RegionId) -> Option<Jurisdiction> {
 /// Decides one request: the active policy (or, without one, the built-in
 /// rule for public and internal data only), narrowed to the jurisdiction a
 /// pinned conversation went to, over the configured gateway regions.
-pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Refusal> {
+pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
     let c = facts.classification;
     let policy_label = env.policy.map_or_else(
         || "none".to_owned(),
-        |p| p.version.map_or_else(|| "builtin".to_owned(), |v| v.to_string()),
+        |p| {
+            p.version
+                .map_or_else(|| "builtin".to_owned(), |v| v.to_string())
+        },
     );
     let mut decided = Decided {
         tier: c.tier,
@@ -257,21 +260,22 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Refusal> {
         None => {
             decided.rule = "no-policy".to_owned();
             if c.tier >= Tier::Confidential {
-                return Err(Refusal {
+                return Err(Box::new(Refusal {
                     why: Why::NoPolicy,
                     decided,
                     allow: None,
                     trace,
                     notes,
-                });
+                }));
             }
             (env.router.choose(c.tier), None)
         }
         Some(InForce { policy: p, .. }) => {
             let app = bearer(facts.headers).and_then(|key| p.app_for_key(key));
             let labels = trusted_labels(app, facts.headers);
-            let (subject_country, source) =
-                env.geo.subject_country(labels.subject_country, facts.client);
+            let (subject_country, source) = env
+                .geo
+                .subject_country(labels.subject_country, facts.client);
             decided.app = app.map(|a| a.name.clone());
             decided.subject_country = subject_country;
             decided.country_source = source;
@@ -296,13 +300,13 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Refusal> {
             decided.rule = eval.rule;
             match eval.decision {
                 Decision::Deny { reason } => {
-                    return Err(Refusal {
+                    return Err(Box::new(Refusal {
                         why: Why::Denied { reason },
                         decided,
                         allow: None,
                         trace,
                         notes,
-                    })
+                    }))
                 }
                 Decision::Allow(set) => {
                     let allowed =
@@ -332,13 +336,13 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Refusal> {
     }
     decided.rule = choice.rule;
     if choice.allowed.is_empty() {
-        return Err(Refusal {
+        return Err(Box::new(Refusal {
             why: Why::NoRegion,
             decided,
             allow,
             trace,
             notes,
-        });
+        }));
     }
     let candidates = choice
         .allowed

@@ -1,5 +1,6 @@
-//! QUIC between agents and gateways: transport limits, reading and writing
-//! frames on streams, and the agent's pool of long-lived gateway connections.
+//! Between agents and gateways: request streams whatever carries them
+//! ([`stream`]), the forward stage ([`forward`]), the agent's pool of
+//! long-lived gateway connections ([`pool`]), QUIC transport limits and TLS.
 
 pub mod forward;
 pub mod pool;
@@ -9,8 +10,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use residency_proto::{Codec, DecodeError, Frame};
+use residency_proto::Codec;
 use serde::Deserialize;
 
 /// QUIC transport limits, set explicitly rather than trusting defaults.
@@ -29,26 +29,6 @@ pub struct QuicLimits {
     pub keep_alive_ms: u64,
     /// Largest frame head accepted, in bytes.
     pub max_frame_bytes: u32,
-}
-
-/// Why a frame could not be read from a stream.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The stream failed (connection lost, reset by the peer).
-    #[error("stream failed: {0}")]
-    Read(#[from] quinn::ReadError),
-    /// The stream ended before a whole frame arrived.
-    #[error("stream ended before a complete frame")]
-    Eof,
-    /// The bytes were not a valid frame.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// Writing failed.
-    #[error("stream write failed: {0}")]
-    Write(#[from] quinn::WriteError),
-    /// Encoding failed.
-    #[error(transparent)]
-    Encode(#[from] residency_proto::EncodeError),
 }
 
 impl Default for QuicLimits {
@@ -117,72 +97,6 @@ impl QuicLimits {
     }
 }
 
-/// Reads one frame from the start of a stream.
-///
-/// Returns the frame and whatever bytes arrived after it (the start of the
-/// body), or `Ok(None)` if the stream ended cleanly before any byte.
-pub async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    codec: &Codec,
-) -> Result<Option<(Frame, Bytes)>, FrameError> {
-    let mut buf = BytesMut::new();
-    loop {
-        if let Some((frame, used)) = codec.decode(&buf)? {
-            let rest = buf.split_off(used).freeze();
-            return Ok(Some((frame, rest)));
-        }
-        match recv.read_chunk(64 * 1024, true).await? {
-            Some(chunk) => buf.extend_from_slice(&chunk.bytes),
-            None if buf.is_empty() => return Ok(None),
-            None => return Err(FrameError::Eof),
-        }
-    }
-}
-
-/// Reads frames one after another from a long-lived stream (the control stream).
-#[derive(Debug)]
-pub struct FrameStream {
-    recv: quinn::RecvStream,
-    codec: Codec,
-    buf: BytesMut,
-}
-
-impl FrameStream {
-    /// Wraps a stream, with bytes already read from it.
-    pub fn new(recv: quinn::RecvStream, codec: Codec, already: Bytes) -> Self {
-        FrameStream {
-            recv,
-            codec,
-            buf: BytesMut::from(&already[..]),
-        }
-    }
-
-    /// The next frame, or `Ok(None)` at a clean end of stream.
-    pub async fn next(&mut self) -> Result<Option<Frame>, FrameError> {
-        loop {
-            if let Some((frame, used)) = self.codec.decode(&self.buf)? {
-                let _ = self.buf.split_to(used);
-                return Ok(Some(frame));
-            }
-            match self.recv.read_chunk(64 * 1024, true).await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
-                None if self.buf.is_empty() => return Ok(None),
-                None => return Err(FrameError::Eof),
-            }
-        }
-    }
-}
-
-/// Encodes and writes one frame.
-pub async fn write_frame(
-    send: &mut quinn::SendStream,
-    codec: &Codec,
-    frame: &Frame,
-) -> Result<(), FrameError> {
-    let bytes = codec.encode_to_vec(frame)?;
-    send.write_all(&bytes).await.map_err(FrameError::Write)
-}
-
 /// Stream reset code: the sender gave up on the stream (cancelled, failed or
 /// crashed) before finishing it.
 pub const RESET_ABANDONED: u32 = 0x10;
@@ -190,61 +104,3 @@ pub const RESET_ABANDONED: u32 = 0x10;
 pub const RESET_UPSTREAM_FAILED: u32 = 0x11;
 /// Stop code: the receiver no longer wants the data (client went away).
 pub const STOP_CANCELLED: u32 = 0x12;
-
-/// A send stream that is reset rather than finished if it is dropped before
-/// [`GuardedSend::finish`], so the peer never mistakes an abandoned body for a
-/// complete one (quinn finishes streams on drop).
-#[derive(Debug)]
-pub struct GuardedSend {
-    inner: Option<quinn::SendStream>,
-}
-
-impl GuardedSend {
-    /// Guards a stream.
-    pub fn new(send: quinn::SendStream) -> Self {
-        GuardedSend { inner: Some(send) }
-    }
-
-    /// The stream, for writing.
-    pub fn stream(&mut self) -> Option<&mut quinn::SendStream> {
-        self.inner.as_mut()
-    }
-
-    /// Writes all of `data`.
-    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), quinn::WriteError> {
-        match self.inner.as_mut() {
-            Some(s) => s.write_all(data).await,
-            None => Err(quinn::WriteError::ClosedStream),
-        }
-    }
-
-    /// Writes a chunk without copying.
-    pub async fn write_chunk(&mut self, data: Bytes) -> Result<(), quinn::WriteError> {
-        match self.inner.as_mut() {
-            Some(s) => s.write_chunk(data).await,
-            None => Err(quinn::WriteError::ClosedStream),
-        }
-    }
-
-    /// Marks the data complete.
-    pub fn finish(mut self) {
-        if let Some(mut s) = self.inner.take() {
-            let _ = s.finish();
-        }
-    }
-
-    /// Abandons the stream with a reason code.
-    pub fn reset(mut self, code: u32) {
-        if let Some(mut s) = self.inner.take() {
-            let _ = s.reset(code.into());
-        }
-    }
-}
-
-impl Drop for GuardedSend {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.inner.take() {
-            let _ = s.reset(RESET_ABANDONED.into());
-        }
-    }
-}

@@ -367,10 +367,27 @@ pub async fn raw_request_bytes(
     tier: residency_proto::Tier,
     body: &[u8],
 ) -> residency_proto::Frame {
+    raw_request_via(fleet, region, region, path, tier, body).await
+}
+
+/// [`raw_request_bytes`] on the connection to `via`'s gateway, with a head
+/// whose routing facts name `region` (a misrouted request when they differ).
+pub async fn raw_request_via(
+    fleet: &Fleet,
+    via: &str,
+    region: &str,
+    path: &str,
+    tier: residency_proto::Tier,
+    body: &[u8],
+) -> residency_proto::Frame {
     let region = RegionId::new(region).unwrap();
-    let link = fleet.agent.pool().connection_for(&region).unwrap();
-    let (send, mut recv) = link.1.open_bi().await.unwrap();
-    let mut send = residency_agent::transport::GuardedSend::new(send);
+    let link = fleet
+        .agent
+        .pool()
+        .connection_for(&RegionId::new(via).unwrap())
+        .unwrap();
+    use residency_agent::transport::stream::{self, Connection as _, SendHalf as _};
+    let (mut send, mut recv) = stream::quic::Quic(link.1).open().await.unwrap();
     let codec = residency_proto::Codec::default();
     let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
         request_id: "req_recheck".into(),
@@ -383,12 +400,11 @@ pub async fn raw_request_bytes(
             policy_version: None,
         },
     });
-    send.write_all(&codec.encode_to_vec(&head).unwrap())
+    stream::send_frame(&mut send, &codec, &head, body)
         .await
         .unwrap();
-    send.write_all(body).await.unwrap();
     send.finish();
-    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
+    let (frame, _) = stream::read_frame(&mut recv, &codec)
         .await
         .unwrap()
         .unwrap();

@@ -305,34 +305,15 @@ async fn gateway_refuses_a_request_for_another_region() {
     // Defence in depth: even a hand-made request head naming another region
     // is refused by the gateway, and the provider never sees it.
     let fleet = Fleet::start(FleetOptions::default()).await;
-    let link = fleet
-        .agent
-        .pool()
-        .connection_for(&RegionId::new("aws:us-east-1").unwrap())
-        .unwrap();
-    let (send, mut recv) = link.1.open_bi().await.unwrap();
-    let mut send = residency_agent::transport::GuardedSend::new(send);
-    let codec = residency_proto::Codec::default();
-    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
-        request_id: "req_test".into(),
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        headers: vec![],
-        route: residency_proto::RouteFacts {
-            region: RegionId::new("aws:ap-south-1").unwrap(),
-            tier: residency_proto::Tier::Restricted,
-            policy_version: None,
-        },
-    });
-    send.write_all(&codec.encode_to_vec(&head).unwrap())
-        .await
-        .unwrap();
-    send.write_all(chat("x", false).as_bytes()).await.unwrap();
-    send.finish();
-    let (frame, _) = residency_agent::transport::read_frame(&mut recv, &codec)
-        .await
-        .unwrap()
-        .unwrap();
+    let frame = raw_request_via(
+        &fleet,
+        "aws:us-east-1",
+        "aws:ap-south-1",
+        "/v1/chat/completions",
+        residency_proto::Tier::Restricted,
+        chat("x", false).as_bytes(),
+    )
+    .await;
     match frame {
         residency_proto::Frame::Error(e) => {
             assert_eq!(e.code, residency_proto::ErrorCode::Misrouted)

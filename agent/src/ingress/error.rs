@@ -150,8 +150,7 @@ impl ApiError {
     /// The gateway refused or could not serve the request: the status the
     /// proto code maps to ([`ErrorCode::http_status`]).
     pub fn from_frame(e: &ErrorFrame) -> Self {
-        let status =
-            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
         let kind = match e.code {
             ErrorCode::BadRequest => "invalid_request_error",
             ErrorCode::PolicyDenied => "residency_policy_violation",

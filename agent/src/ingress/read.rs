@@ -164,7 +164,11 @@ pub async fn request(req: http::Request<Incoming>, max_body: usize) -> Result<Re
 fn pairs(headers: &HeaderMap, names: &[&str], every: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for name in names {
-        for v in headers.get_all(*name).iter().take(if every { usize::MAX } else { 1 }) {
+        for v in headers
+            .get_all(*name)
+            .iter()
+            .take(if every { usize::MAX } else { 1 })
+        {
             if let Ok(v) = v.to_str() {
                 out.push(((*name).to_owned(), v.to_owned()));
             }

@@ -17,8 +17,7 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::read::Arrival;
 use super::{
-    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE,
-    HDR_TIER,
+    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE, HDR_TIER,
 };
 use crate::audit::{AuditWriter, NewRecord};
 use crate::body::{self, Body, BodyError, Event, Stage, Step};

@@ -161,7 +161,11 @@ fn decisions_over_the_table() {
             model: Some("gpt-4o"),
             headers: &[],
             client: None,
-            want: Ok(("builtin:default-region", Tier::Public, &[VIRGINIA, MUMBAI, HYDERABAD])),
+            want: Ok((
+                "builtin:default-region",
+                Tier::Public,
+                &[VIRGINIA, MUMBAI, HYDERABAD],
+            )),
         },
         Case {
             name: "restricted, no policy: refused (fail closed)",
@@ -183,7 +187,11 @@ fn decisions_over_the_table() {
             model: Some("gpt-4o"),
             headers: &[],
             client: None,
-            want: Ok(("restricted-in-india", Tier::Restricted, &[MUMBAI, HYDERABAD])),
+            want: Ok((
+                "restricted-in-india",
+                Tier::Restricted,
+                &[MUMBAI, HYDERABAD],
+            )),
         },
         Case {
             name: "public: India first, then anywhere",
@@ -205,7 +213,11 @@ fn decisions_over_the_table() {
             model: Some("gpt-4o"),
             headers: &[],
             client: None,
-            want: Ok(("restricted-in-india", Tier::Restricted, &[MUMBAI, HYDERABAD])),
+            want: Ok((
+                "restricted-in-india",
+                Tier::Restricted,
+                &[MUMBAI, HYDERABAD],
+            )),
         },
         Case {
             name: "a denied model is refused whatever the tier",
@@ -227,7 +239,11 @@ fn decisions_over_the_table() {
             model: Some("gpt-4o"),
             headers: &[BEARER_LOANS, ("x-residency-tier", "restricted")],
             client: None,
-            want: Ok(("restricted-in-india", Tier::Restricted, &[MUMBAI, HYDERABAD])),
+            want: Ok((
+                "restricted-in-india",
+                Tier::Restricted,
+                &[MUMBAI, HYDERABAD],
+            )),
         },
         Case {
             name: "an unknown app's tier header is ignored",
@@ -345,7 +361,14 @@ fn the_decision_records_who_where_and_which_policy() {
         p.trace
     );
     // The request path does not pay for the trace.
-    let quiet = plan(&Facts { explain: false, ..facts }, &world.env(true)).unwrap();
+    let quiet = plan(
+        &Facts {
+            explain: false,
+            ..facts
+        },
+        &world.env(true),
+    )
+    .unwrap();
     assert!(quiet.trace.is_empty());
 
     let none = plan(&facts, &world.env(false)).unwrap_err();

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use residency_proto::{PolicyBundle, DEFAULT_MAX_BUNDLE_LEN};
 
 use super::sign::{self, PolicySigningKey, TrustedKey};
-use super::{
-    lint as lint_text, PolicyError,
-};
+use super::{lint as lint_text, PolicyError};
 
 /// File name of the secret key written by [`keys_gen`].
 pub const SECRET_KEY_FILE: &str = "policy-signing.key";
@@ -224,7 +222,10 @@ pub struct Site {
 
 impl Site {
     /// The site an `agent.toml` describes.
-    pub fn from_config(cfg: &crate::config::AgentConfig, path: &Path) -> Result<Site, PolicyCliError> {
+    pub fn from_config(
+        cfg: &crate::config::AgentConfig,
+        path: &Path,
+    ) -> Result<Site, PolicyCliError> {
         let geo = crate::geo::Geo::load(&cfg.geo).map_err(|e| PolicyCliError::Invalid {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -307,13 +308,15 @@ pub fn test(
         }
     };
     let client = match (site, client_ip) {
-        (Some(s), Some(ip)) => Some(s.geo.client_addr(
-            ip,
-            headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
-                .map(|(_, v)| v.as_str()),
-        )),
+        (Some(s), Some(ip)) => Some(
+            s.geo.client_addr(
+                ip,
+                headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+                    .map(|(_, v)| v.as_str()),
+            ),
+        ),
         _ => None,
     };
     let env = Env {
@@ -341,6 +344,7 @@ pub fn test(
             (p.decided, p.allow, regions, p.trace, p.notes, None)
         }
         Err(r) => {
+            let r = *r;
             let deny = match r.why {
                 plan::Why::Denied { reason } => Some(reason),
                 plan::Why::NoPolicy => Some("no valid policy".to_owned()),
@@ -385,7 +389,11 @@ pub fn test(
             (None, None) => "none (no bearer key)".into(),
         }
     )?;
-    writeln!(out, "model: {}", decided.model.as_deref().unwrap_or("(none)"))?;
+    writeln!(
+        out,
+        "model: {}",
+        decided.model.as_deref().unwrap_or("(none)")
+    )?;
     if !classified.unscannable.is_empty() {
         writeln!(
             out,

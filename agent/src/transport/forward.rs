@@ -127,7 +127,9 @@ async fn exchange<C: Connection>(
     let acked = send.stopped();
     match send_frame(&mut send, codec, &Frame::RequestHead(head), body).await {
         Ok(()) => send.finish(),
-        Err(StreamError::Encode(e)) => return Err(Attempt::Final(ForwardError::Encode(e.to_string()))),
+        Err(StreamError::Encode(e)) => {
+            return Err(Attempt::Final(ForwardError::Encode(e.to_string())))
+        }
         Err(e) => return Err(retry(format!("gateway {} failed: {e}", link.name))),
     }
     // Large bodies take longer to be acknowledged: allow 1 MB/s on top.
@@ -193,10 +195,16 @@ fn relay<R: RecvHalf>(first: Bytes, recv: R) -> Body {
     let stream = futures_util::stream::unfold(Some((first, recv)), |state| async move {
         let (first, mut recv) = state?;
         if !first.is_empty() {
-            return Some((Ok(hyper::body::Frame::data(first)), Some((Bytes::new(), recv))));
+            return Some((
+                Ok(hyper::body::Frame::data(first)),
+                Some((Bytes::new(), recv)),
+            ));
         }
         match recv.chunk().await {
-            Ok(Some(chunk)) => Some((Ok(hyper::body::Frame::data(chunk)), Some((Bytes::new(), recv)))),
+            Ok(Some(chunk)) => Some((
+                Ok(hyper::body::Frame::data(chunk)),
+                Some((Bytes::new(), recv)),
+            )),
             Ok(None) => None,
             Err(e) => {
                 recv.stop(STOP_CANCELLED);

@@ -15,13 +15,14 @@ use residency_proto::{Codec, Frame, Hello, RegionId, Role, PROTOCOL_VERSION};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::stream::quic::{Quic, QuicRecv, QuicSend};
+use super::stream::{call, read_frame, send_frame, Connection as _, FrameStream, StreamError};
 use super::tls::TlsMaterial;
-use super::{read_frame, write_frame, FrameStream, QuicLimits};
+use super::QuicLimits;
 use crate::config::GatewayEndpoint;
 use crate::geo::{AttestationMode, Geo};
 use crate::policy::active::PolicyState;
 use crate::policy::CountrySource;
-use crate::transport::GuardedSend;
 
 /// How long one connection attempt (handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,7 +136,7 @@ enum ConnectError {
     #[error("{0}")]
     Connection(#[from] quinn::ConnectionError),
     #[error("control stream: {0}")]
-    Frame(#[from] super::FrameError),
+    Stream(#[from] StreamError),
     #[error("gateway hello: {0}")]
     Hello(String),
     #[error("timed out after {0:?}")]
@@ -465,7 +466,7 @@ async fn supervise(
     }
 }
 
-type Control = (quinn::SendStream, FrameStream);
+type Control = (QuicSend, FrameStream<QuicRecv>);
 
 /// Endpoint attestation: the gateway's address must locate (site map, then
 /// GeoIP) to its region's jurisdiction. `warn` logs a mismatch, `enforce`
@@ -527,14 +528,14 @@ async fn connect_once(
         attest(link, addr, geo).inspect_err(|_| {
             conn.close(4u32.into(), b"gateway address fails attestation");
         })?;
-        let (mut send, mut recv) = conn.open_bi().await?;
+        let (mut send, mut recv) = Quic(conn.clone()).open().await?;
         let hello = Frame::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
             role: Role::Agent,
             region: None,
             software: crate::SOFTWARE.into(),
         });
-        write_frame(&mut send, codec, &hello).await?;
+        send_frame(&mut send, codec, &hello, &[]).await?;
         let (frame, rest) = read_frame(&mut recv, codec)
             .await?
             .ok_or_else(|| ConnectError::Hello("control stream closed".into()))?;
@@ -582,7 +583,7 @@ async fn control_loop(
                     continue;
                 }
                 nonce += 1;
-                if let Err(e) = write_frame(&mut send, codec, &Frame::Ping { nonce }).await {
+                if let Err(e) = send_frame(&mut send, codec, &Frame::Ping { nonce }, &[]).await {
                     return e.to_string();
                 }
                 outstanding = Some((nonce, Instant::now()));
@@ -644,28 +645,19 @@ async fn relay_policy(
     let Some(version) = active.version else {
         return;
     };
-    let relayed = async {
-        let (send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let mut send = GuardedSend::new(send);
-        let frame = codec
-            .encode_to_vec(&Frame::PolicyBundle {
-                bundle: active.bundle.clone(),
-            })
-            .map_err(|e| e.to_string())?;
-        send.write_all(&frame).await.map_err(|e| e.to_string())?;
-        send.finish();
-        match read_frame(&mut recv, &codec).await {
-            Ok(Some((Frame::PolicyAck { version }, _))) => Ok(version),
-            Ok(Some((Frame::Error(e), _))) => Err(e.message),
-            Ok(_) => Err("unexpected answer".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
+    let frame = Frame::PolicyBundle {
+        bundle: active.bundle.clone(),
     };
-    match tokio::time::timeout(CONNECT_TIMEOUT, relayed).await {
-        Ok(Ok(v)) => info!(region = %region, version = v, "policy relayed to gateway"),
+    let relayed = match call(&Quic(conn), &codec, &frame, CONNECT_TIMEOUT).await {
+        Ok(Frame::PolicyAck { version }) => Ok(version),
+        Ok(Frame::Error(e)) => Err(e.message),
+        Ok(_) => Err("unexpected answer".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
+    match relayed {
+        Ok(v) => info!(region = %region, version = v, "policy relayed to gateway"),
         // A newer version may have reached the gateway meanwhile.
-        Ok(Err(e)) => debug!(region = %region, version, error = %e, "policy relay not taken"),
-        Err(_) => debug!(region = %region, version, "policy relay timed out"),
+        Err(e) => debug!(region = %region, version, error = %e, "policy relay not taken"),
     }
 }
 
@@ -678,29 +670,25 @@ async fn fetch_policy(
     codec: Codec,
     policy: Arc<PolicyState>,
 ) {
-    let fetched = async {
-        let (send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
-        let mut send = GuardedSend::new(send);
-        let req = codec
-            .encode_to_vec(&Frame::PolicyFetch { version })
-            .map_err(|e| e.to_string())?;
-        send.write_all(&req).await.map_err(|e| e.to_string())?;
-        send.finish();
-        match read_frame(&mut recv, &codec).await {
-            Ok(Some((Frame::PolicyBundle { bundle }, _))) => Ok(bundle),
-            Ok(Some((Frame::Error(e), _))) => Err(e.message),
-            Ok(_) => Err("unexpected answer".to_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let bundle = match tokio::time::timeout(CONNECT_TIMEOUT, fetched).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => {
-            warn!(region = %region, version, error = %e, "policy fetch failed");
+    let fetched = call(
+        &Quic(conn),
+        &codec,
+        &Frame::PolicyFetch { version },
+        CONNECT_TIMEOUT,
+    )
+    .await;
+    let bundle = match fetched {
+        Ok(Frame::PolicyBundle { bundle }) => bundle,
+        Ok(Frame::Error(e)) => {
+            warn!(region = %region, version, error = %e.message, "policy fetch failed");
             return;
         }
-        Err(_) => {
-            warn!(region = %region, version, "policy fetch timed out");
+        Ok(_) => {
+            warn!(region = %region, version, "policy fetch got an unexpected answer");
+            return;
+        }
+        Err(e) => {
+            warn!(region = %region, version, error = %e, "policy fetch failed");
             return;
         }
     };

@@ -134,6 +134,41 @@ pub async fn send_frame<S: SendHalf>(
     send.write(Bytes::from(out)).await
 }
 
+/// Reads frames one after another from a long-lived stream (the control
+/// stream).
+#[derive(Debug)]
+pub struct FrameStream<R> {
+    recv: R,
+    codec: Codec,
+    buf: BytesMut,
+}
+
+impl<R: RecvHalf> FrameStream<R> {
+    /// Wraps a stream, with bytes already read from it.
+    pub fn new(recv: R, codec: Codec, already: Bytes) -> Self {
+        FrameStream {
+            recv,
+            codec,
+            buf: BytesMut::from(&already[..]),
+        }
+    }
+
+    /// The next frame, or `Ok(None)` at a clean end of stream.
+    pub async fn next(&mut self) -> Result<Option<Frame>, StreamError> {
+        loop {
+            if let Some((frame, used)) = self.codec.decode(&self.buf)? {
+                let _ = self.buf.split_to(used);
+                return Ok(Some(frame));
+            }
+            match self.recv.chunk().await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk),
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err(StreamError::Eof),
+            }
+        }
+    }
+}
+
 /// Why a [`call`] got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
