@@ -63,38 +63,39 @@ impl std::fmt::Debug for Prober {
 impl Prober {
     /// Whether the gateway answered a ping on a new connection within a second.
     pub async fn alive(&self) -> bool {
+        let nonce = u64::from(std::process::id());
+        matches!(
+            self.ask(&Frame::Ping { nonce }, Duration::from_secs(1)).await,
+            Ok(Frame::Pong { nonce: n }) if n == nonce
+        )
+    }
+
+    /// Asks the gateway one question on a new connection with the gateway's
+    /// own (probe) identity, within `timeout`: its answer frame, or why none
+    /// came.
+    pub async fn ask(&self, frame: &Frame, timeout: Duration) -> Result<Frame, String> {
         let bind: SocketAddr = if self.addr.is_ipv6() {
             (std::net::Ipv6Addr::LOCALHOST, 0).into()
         } else {
             (std::net::Ipv4Addr::LOCALHOST, 0).into()
         };
-        let Ok(endpoint) = quinn::Endpoint::client(bind) else {
-            return false;
-        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
         let codec = Codec::default();
-        let nonce = u64::from(std::process::id());
-        let probe = async {
+        let asked = async {
             let conn = endpoint
                 .connect_with((**self.client.load()).clone(), self.addr, "localhost")
-                .ok()?
+                .map_err(|e| e.to_string())?
                 .await
-                .ok()?;
-            let answer = call(
-                &Quic(conn.clone()),
-                &codec,
-                &Frame::Ping { nonce },
-                Duration::from_secs(1),
-            )
-            .await;
+                .map_err(|e| e.to_string())?;
+            let answer = call(&Quic(conn.clone()), &codec, frame, timeout).await;
             conn.close(0u32.into(), b"probe done");
-            Some(matches!(answer, Ok(Frame::Pong { nonce: n }) if n == nonce))
+            answer.map_err(|e| e.to_string())
         };
-        let ok = matches!(
-            tokio::time::timeout(Duration::from_secs(1), probe).await,
-            Ok(Some(true))
-        );
+        let answer = tokio::time::timeout(timeout, asked)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
         endpoint.close(0u32.into(), b"probe done");
-        ok
+        answer
     }
 }
 

@@ -189,3 +189,37 @@ impl ErrorCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_code_says_its_status_and_whether_another_gateway_may_succeed() {
+        let all = [
+            ErrorCode::Misrouted,
+            ErrorCode::BadRequest,
+            ErrorCode::UpstreamUnavailable,
+            ErrorCode::UpstreamTimeout,
+            ErrorCode::Unavailable,
+            ErrorCode::Internal,
+            ErrorCode::PolicyDenied,
+            ErrorCode::NotPermitted,
+        ];
+        let retryable: Vec<&str> = all
+            .iter()
+            .filter(|c| c.retryable())
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(
+            retryable,
+            [
+                "upstream_unavailable",
+                "upstream_timeout",
+                "gateway_unavailable"
+            ]
+        );
+        let status: Vec<u16> = all.iter().map(|c| c.http_status()).collect();
+        assert_eq!(status, [502, 400, 502, 504, 503, 502, 451, 403]);
+    }
+}

@@ -268,6 +268,14 @@ async fn gateway_rejects_agent_certificate_from_another_ca() {
     .await;
     assert_eq!(a.status, 503);
     assert!(fleet.provider("aws:ap-south-1").received().is_empty());
+    // Refused for its certificate, not for anything else.
+    let why = agent.pool().links()[0].last_error().unwrap_or_default();
+    assert!(
+        why.to_ascii_lowercase().contains("certificate")
+            || why.contains("UnknownCA")
+            || why.contains("BadCertificate"),
+        "{why}"
+    );
 }
 
 #[tokio::test]
@@ -298,6 +306,8 @@ async fn agent_rejects_gateway_certificate_naming_another_region() {
     .await;
     assert_eq!(a.status, 503);
     assert!(fleet.provider("aws:us-east-1").received().is_empty());
+    let why = agent.pool().links()[0].last_error().unwrap_or_default();
+    assert!(why.contains("aws:us-east-1"), "{why}");
 }
 
 #[tokio::test]
@@ -564,4 +574,30 @@ async fn a_gateway_configured_for_restricted_data_forwards_it() {
         residency_proto::Frame::ResponseHead(h) => assert_eq!(h.status, 200),
         other => panic!("expected an answer, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_probe_identity_may_only_ping() {
+    // The gateway's own certificate is good for liveness probes: a policy
+    // push made with it is refused as not permitted, and nothing changes.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let gw = fleet.gateways[0].as_ref().unwrap();
+    let prober = gw.prober();
+    assert!(prober.alive().await);
+    let push = residency_proto::Frame::PolicyBundle {
+        bundle: vec![1, 2, 3],
+    };
+    match prober.ask(&push, Duration::from_secs(2)).await {
+        Ok(residency_proto::Frame::Error(e)) => {
+            assert_eq!(
+                e.code,
+                residency_proto::ErrorCode::NotPermitted,
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("probe"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(gw.policy().version(), None, "nothing was installed");
 }

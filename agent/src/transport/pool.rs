@@ -89,6 +89,8 @@ pub struct GatewayLink {
     pub requests: AtomicU64,
     /// Requests that failed on this link before a response started.
     pub failures: AtomicU64,
+    /// Why the last connection attempt failed (cleared on connecting).
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 /// A circuit breaker: a failure takes the link out of use for a cooldown
@@ -215,6 +217,19 @@ impl GatewayLink {
             .clamp(Duration::from_millis(300), Duration::from_secs(3))
     }
 
+    /// Why the last connection attempt failed, while the link is down
+    /// (a refused certificate, a timeout, a failed attestation).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, why: Option<String>) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
     /// Last measured control-stream round trip, if any.
     pub fn rtt(&self) -> Option<Duration> {
         match self.rtt_micros.load(Ordering::Relaxed) {
@@ -312,6 +327,7 @@ impl GatewayPool {
                 breaker: std::sync::Mutex::new(Breaker::default()),
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
+                last_error: std::sync::Mutex::new(None),
             });
             if !old.is_empty() {
                 info!(region = %link.region, endpoint = %link.name, "gateway added by reload");
@@ -432,6 +448,7 @@ async fn supervise(
             Ok((conn, control)) => {
                 info!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), attempt, "gateway connected");
                 attempt = 0;
+                link.set_last_error(None);
                 backoff = BACKOFF_MIN;
                 // A fresh connection starts with a closed circuit.
                 *link.breaker.lock().unwrap_or_else(|p| p.into_inner()) = Breaker::default();
@@ -451,6 +468,7 @@ async fn supervise(
                 warn!(region = %link.region, endpoint = %link.name, reason = %reason, "gateway connection lost");
             }
             Err(e) => {
+                link.set_last_error(Some(e.to_string()));
                 if attempt == 1 || attempt % 10 == 0 {
                     warn!(region = %link.region, endpoint = %link.name, attempt, error = %e, "gateway connect failed");
                 } else {

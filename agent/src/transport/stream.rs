@@ -251,7 +251,7 @@ pub mod quic {
                 Some(s) => s
                     .write_chunk(data)
                     .await
-                    .map_err(|e| StreamError::Write(e.to_string())),
+                    .map_err(|e| StreamError::Write(write_error(&e))),
                 None => Err(StreamError::Write("stream already closed".into())),
             }
         }
@@ -286,13 +286,29 @@ pub mod quic {
         }
     }
 
+    /// quinn's message, with why the connection was lost when it was (a
+    /// refused certificate shows up here).
+    fn read_error(e: &quinn::ReadError) -> String {
+        match e {
+            quinn::ReadError::ConnectionLost(c) => format!("connection lost: {c}"),
+            other => other.to_string(),
+        }
+    }
+
+    fn write_error(e: &quinn::WriteError) -> String {
+        match e {
+            quinn::WriteError::ConnectionLost(c) => format!("connection lost: {c}"),
+            other => other.to_string(),
+        }
+    }
+
     impl RecvHalf for QuicRecv {
         async fn chunk(&mut self) -> Result<Option<Bytes>, StreamError> {
             self.0
                 .read_chunk(64 * 1024, true)
                 .await
                 .map(|c| c.map(|c| c.bytes))
-                .map_err(|e| StreamError::Read(e.to_string()))
+                .map_err(|e| StreamError::Read(read_error(&e)))
         }
 
         fn stop(&mut self, code: u32) {
