@@ -21,6 +21,7 @@ pub mod ingress;
 pub mod keys;
 pub mod policy;
 pub mod route;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
