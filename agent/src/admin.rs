@@ -8,15 +8,23 @@
 //! - `GET /v1/admin/policy`: the active policy's version, key id and source.
 //! - `GET /v1/admin/policy/history`: stored bundles, newest first.
 //! - `GET /v1/admin/status`: gateways, their health and round-trip time.
+//! - `GET /v1/admin/audit/verify`, `GET /v1/admin/audit/export`: the audit
+//!   chain checked, or its records as NDJSON.
+//!
+//! Errors are `{"error":{"message","type":"admin_error","code","param":null}}`;
+//! an unknown path is a 404, a known path with another method a 405.
 
 pub mod metrics;
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::{header, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use residency_proto::{Codec, Frame};
@@ -26,7 +34,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::ingress::Body;
 use crate::policy::active::{InstallError, PolicyState, MAX_BUNDLE_BYTES};
 use crate::transport::pool::GatewayPool;
 use crate::transport::stream::call;
@@ -95,211 +102,199 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    loop {
-        let stream = tokio::select! {
-            s = listener.accept() => s,
-            () = shutdown.cancelled() => return,
-        };
-        let Ok((stream, _)) = stream else { continue };
-        let admin = admin.clone();
-        serve_connection(&tracker, stream, move |req| {
-            let admin = admin.clone();
-            async move { handle(&admin, req).await }
-        });
-    }
+    crate::serve::serve(listener, router(admin), shutdown, tracker).await;
 }
 
-/// Serves one local HTTP/1.1 connection (admin socket or observability
-/// listener) with `handler`, tracked for graceful shutdown.
-pub(crate) fn serve_connection<S, H, F>(tracker: &TaskTracker, io: S, handler: H)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    H: Fn(http::Request<hyper::body::Incoming>) -> F + Send + Sync + Clone + 'static,
-    F: std::future::Future<Output = http::Response<Body>> + Send + 'static,
-{
-    let svc = hyper::service::service_fn(move |req| {
-        let fut = handler(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    });
-    tracker.spawn(async move {
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(TokioIo::new(io), svc)
-            .await;
-    });
+/// The admin socket's endpoints; any other path is a 404, a known path with
+/// another method a 405, both with the error JSON.
+fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/v1/admin/policy", get(policy).put(push_policy))
+        .route("/v1/admin/policy/history", get(policy_history))
+        .route("/v1/admin/audit/verify", get(audit_verify))
+        .route("/v1/admin/audit/export", get(audit_export))
+        .route("/v1/admin/status", get(status))
+        .fallback(unknown_url)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(admin)
 }
 
-fn reply(status: StatusCode, v: serde_json::Value) -> http::Response<Body> {
-    let mut r = http::Response::new(
-        Full::new(Bytes::from(v.to_string()))
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
+fn reply(status: StatusCode, v: serde_json::Value) -> Response {
+    (status, Json(v)).into_response()
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> http::Response<Body> {
+/// The error answer of the local listeners, in the shape of the agent's API
+/// errors: `{"error":{"message","type","code","param":null}}`.
+fn json_error(
+    status: StatusCode,
+    kind: &'static str,
+    code: &'static str,
+    message: String,
+) -> Response {
     reply(
         status,
-        json!({"error": {"message": message, "type": "admin_error", "code": code}}),
+        json!({"error": {"message": message, "type": kind, "code": code, "param": null}}),
     )
 }
 
-async fn handle(admin: &Admin, req: http::Request<hyper::body::Incoming>) -> http::Response<Body> {
-    let path = req.uri().path().to_owned();
-    match (req.method().clone(), path.as_str()) {
-        (Method::PUT, "/v1/admin/policy") => {
-            let body = match Limited::new(req.into_body(), MAX_BUNDLE_BYTES)
-                .collect()
-                .await
-            {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    return error(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "bundle_too_large",
-                        format!("cannot read the bundle (at most {MAX_BUNDLE_BYTES} bytes): {e}"),
-                    )
-                }
-            };
-            let policy = admin.policy.clone();
-            match tokio::task::spawn_blocking(move || policy.install(&body)).await {
-                Ok(Ok(version)) => {
-                    info!(version, "policy pushed through the admin socket");
-                    reply(StatusCode::OK, json!({"version": version}))
-                }
-                Ok(Err(InstallError::Verify(e))) => {
-                    error(StatusCode::CONFLICT, "bundle_refused", e.to_string())
-                }
-                Ok(Err(e)) => error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "store_failed",
-                    e.to_string(),
-                ),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-            }
-        }
-        (Method::GET, "/v1/admin/policy") => {
-            let v = match admin.policy.current() {
-                Some(p) => json!({
-                    "source": if p.version.is_some() { "signed" } else { "builtin-baseline" },
-                    "version": p.version,
-                    "key_id": p.key_id,
-                    "name": p.policy.name(),
-                    "rules": p.policy.rules().len(),
-                    "refused_bundles": admin.policy.refused(),
-                }),
-                None => {
-                    json!({"source": "none", "version": null, "refused_bundles": admin.policy.refused()})
-                }
-            };
-            reply(StatusCode::OK, v)
-        }
-        (Method::GET, "/v1/admin/policy/history") => {
-            let active = admin.policy.version();
-            let items: Vec<serde_json::Value> = admin
-                .policy
-                .history()
-                .into_iter()
-                .map(|(version, key_id, issued_at)| {
-                    json!({"version": version, "key_id": key_id, "issued_at": issued_at, "active": Some(version) == active})
-                })
-                .collect();
-            reply(StatusCode::OK, json!({ "history": items }))
-        }
-        (Method::GET, "/v1/admin/audit/verify") => {
-            let log = admin.audit_log.clone();
-            match tokio::task::spawn_blocking(move || crate::audit::verify_log(&log)).await {
-                Ok(Ok(r)) => reply(
-                    StatusCode::OK,
-                    json!({"ok": true, "records": r.records, "first_seq": r.first_seq, "last_seq": r.last_seq,
-                           "head_hash": r.head_hash}),
-                ),
-                Ok(Err(e)) => reply(
-                    StatusCode::CONFLICT,
-                    json!({"ok": false, "error": e.to_string()}),
-                ),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-            }
-        }
-        (Method::GET, "/v1/admin/audit/export") => {
-            let q = req.uri().query().unwrap_or("").to_owned();
-            let param = |k: &str| {
-                q.split('&')
-                    .filter_map(|kv| kv.split_once('='))
-                    .find(|(key, _)| *key == k)
-                    .map(|(_, v)| v.to_owned())
-            };
-            let parse = |flag: &'static str, v: Option<String>| {
-                v.map(|v| crate::audit::cli::parse_time(flag, &v))
-                    .transpose()
-            };
-            let (since, until) = match (
-                parse("since", param("since")),
-                parse("until", param("until")),
-            ) {
-                (Ok(s), Ok(u)) => (s, u),
-                (Err(e), _) | (_, Err(e)) => {
-                    return error(StatusCode::BAD_REQUEST, "bad_time", e.to_string())
-                }
-            };
-            let log = admin.audit_log.clone();
-            let out = tokio::task::spawn_blocking(move || {
-                let mut buf = Vec::new();
-                crate::audit::export_log(&log, since, until, &mut buf).map(|_| buf)
-            })
-            .await;
-            match out {
-                Ok(Ok(buf)) => {
-                    let mut r = http::Response::new(
-                        Full::new(Bytes::from(buf))
-                            .map_err(|never| match never {})
-                            .boxed_unsync(),
-                    );
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/x-ndjson"),
-                    );
-                    r
-                }
-                Ok(Err(e)) => error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "export_failed",
-                    e.to_string(),
-                ),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-            }
-        }
-        (Method::GET, "/v1/admin/status") => {
-            let gateways: Vec<serde_json::Value> = admin
-                .pool
-                .links()
-                .iter()
-                .map(|l| {
-                    json!({
-                        "region": l.region.as_str(),
-                        "endpoint": l.name,
-                        "address": l.address,
-                        "up": l.is_up(),
-                        "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
-                    })
-                })
-                .collect();
-            reply(
-                StatusCode::OK,
-                json!({"software": crate::SOFTWARE, "policy_version": admin.policy.version(), "gateways": gateways}),
+fn error(status: StatusCode, code: &'static str, message: String) -> Response {
+    json_error(status, "admin_error", code, message)
+}
+
+async fn unknown_url(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_url",
+        format!("no admin endpoint {method} {}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// `PUT /v1/admin/policy`: verify, store and activate a bundle.
+async fn push_policy(State(admin): State<Arc<Admin>>, body: axum::body::Body) -> Response {
+    let body = match Limited::new(body, MAX_BUNDLE_BYTES).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bundle_too_large",
+                format!("cannot read the bundle (at most {MAX_BUNDLE_BYTES} bytes): {e}"),
             )
         }
-        (m, p) => error(
-            StatusCode::NOT_FOUND,
-            "unknown_url",
-            format!("no admin endpoint {m} {p}"),
+    };
+    let policy = admin.policy.clone();
+    match tokio::task::spawn_blocking(move || policy.install(&body)).await {
+        Ok(Ok(version)) => {
+            info!(version, "policy pushed through the admin socket");
+            reply(StatusCode::OK, json!({"version": version}))
+        }
+        Ok(Err(InstallError::Verify(e))) => {
+            error(StatusCode::CONFLICT, "bundle_refused", e.to_string())
+        }
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            e.to_string(),
         ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// `GET /v1/admin/policy`: the active policy.
+async fn policy(State(admin): State<Arc<Admin>>) -> Response {
+    let v = match admin.policy.current() {
+        Some(p) => json!({
+            "source": if p.version.is_some() { "signed" } else { "builtin-baseline" },
+            "version": p.version,
+            "key_id": p.key_id,
+            "name": p.policy.name(),
+            "rules": p.policy.rules().len(),
+            "refused_bundles": admin.policy.refused(),
+        }),
+        None => {
+            json!({"source": "none", "version": null, "refused_bundles": admin.policy.refused()})
+        }
+    };
+    reply(StatusCode::OK, v)
+}
+
+/// `GET /v1/admin/policy/history`: stored bundles, newest first.
+async fn policy_history(State(admin): State<Arc<Admin>>) -> Response {
+    let active = admin.policy.version();
+    let items: Vec<serde_json::Value> = admin
+        .policy
+        .history()
+        .into_iter()
+        .map(|(version, key_id, issued_at)| {
+            json!({"version": version, "key_id": key_id, "issued_at": issued_at, "active": Some(version) == active})
+        })
+        .collect();
+    reply(StatusCode::OK, json!({ "history": items }))
+}
+
+/// `GET /v1/admin/audit/verify`: checks the audit chain.
+async fn audit_verify(State(admin): State<Arc<Admin>>) -> Response {
+    let log = admin.audit_log.clone();
+    match tokio::task::spawn_blocking(move || crate::audit::verify_log(&log)).await {
+        Ok(Ok(r)) => reply(
+            StatusCode::OK,
+            json!({"ok": true, "records": r.records, "first_seq": r.first_seq, "last_seq": r.last_seq,
+                   "head_hash": r.head_hash}),
+        ),
+        Ok(Err(e)) => reply(
+            StatusCode::CONFLICT,
+            json!({"ok": false, "error": e.to_string()}),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /v1/admin/audit/export[?since=..&until=..]`: the records as NDJSON.
+async fn audit_export(State(admin): State<Arc<Admin>>, RawQuery(query): RawQuery) -> Response {
+    let q = query.unwrap_or_default();
+    let param = |k: &str| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.to_owned())
+    };
+    let parse = |flag: &'static str, v: Option<String>| {
+        v.map(|v| crate::audit::cli::parse_time(flag, &v))
+            .transpose()
+    };
+    let (since, until) = match (
+        parse("since", param("since")),
+        parse("until", param("until")),
+    ) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_time", e.to_string())
+        }
+    };
+    let log = admin.audit_log.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::new();
+        crate::audit::export_log(&log, since, until, &mut buf).map(|_| buf)
+    })
+    .await;
+    match out {
+        Ok(Ok(buf)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], buf).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "export_failed",
+            e.to_string(),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /v1/admin/status`: gateways, their health and round-trip time.
+async fn status(State(admin): State<Arc<Admin>>) -> Response {
+    let gateways: Vec<serde_json::Value> = admin
+        .pool
+        .links()
+        .iter()
+        .map(|l| {
+            json!({
+                "region": l.region.as_str(),
+                "endpoint": l.name,
+                "address": l.address,
+                "up": l.is_up(),
+                "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
+            })
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        json!({"software": crate::SOFTWARE, "policy_version": admin.policy.version(), "gateways": gateways}),
+    )
 }
 
 /// Sends one request to an agent's admin socket; returns status and body.

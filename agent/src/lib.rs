@@ -2,11 +2,13 @@
 //! decides how sensitive it is and sends it only to model endpoints in the
 //! regions its compliance policy allows, over QUIC with mutual TLS.
 //!
-//! The request walks through the modules in this order: [`ingress`] (HTTP in),
-//! [`route`] (where it may go), [`transport`] (QUIC to a gateway),
-//! [`gateway`] (in-region, to the provider). [`app`] wires them together,
-//! [`config`] reads the files, [`keys`] makes development certificates and
-//! [`demo`] runs the whole thing on loopback.
+//! A request walks through [`ingress`] (HTTP in: read, then respond),
+//! [`classify`] (how sensitive), [`plan`] (the pure decision: where it may
+//! go), [`transport`] (forward on a request stream to a gateway) and
+//! [`gateway`] (in-region, to the provider); [`body`] chains the answer's
+//! body stages. [`app`] wires them together, [`serve`] is the HTTP accept
+//! loop, [`config`] reads the files, [`keys`] makes development
+//! certificates and [`demo`] runs the whole thing on loopback.
 
 pub mod admin;
 pub mod app;
@@ -22,6 +24,7 @@ pub mod ingress;
 pub mod keys;
 pub mod plan;
 pub mod policy;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 pub mod transport;

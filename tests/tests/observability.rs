@@ -140,3 +140,126 @@ async fn health_and_readiness() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn observability_answers_keep_their_types_and_unknown_urls_are_json() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let base = format!("http://{}", fleet.agent.observe_addr());
+    let h = send("GET", &format!("{base}/healthz"), "").await;
+    assert_eq!(
+        (h.status, h.header("content-type"), h.body.as_str()),
+        (200, "text/plain", "ok\n")
+    );
+    let r = send("GET", &format!("{base}/readyz"), "").await;
+    assert_eq!(
+        (r.status, r.header("content-type"), r.body.as_str()),
+        (200, "text/plain", "ready\n")
+    );
+    let m = send("GET", &format!("{base}/metrics"), "").await;
+    assert_eq!(m.header("content-type"), "text/plain; version=0.0.4");
+    let s = send("GET", &format!("{base}/v1/status"), "").await;
+    assert_eq!(s.header("content-type"), "application/json");
+    assert_eq!(s.json()["software"], residency_agent::SOFTWARE);
+
+    let a = send("GET", &format!("{base}/nope"), "").await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.header("content-type"), "application/json");
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "unknown_url");
+    assert_eq!(e["type"], "invalid_request_error");
+    assert_eq!(e["message"], "Invalid URL (GET /nope)");
+    assert!(e["param"].is_null() && e.get("param").is_some());
+
+    let a = send("POST", &format!("{base}/metrics"), "").await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), "GET,HEAD");
+    let e = &a.json()["error"];
+    assert_eq!(e["code"], "method_not_allowed");
+    assert_eq!(e["message"], "/metrics does not accept POST");
+}
+
+#[tokio::test]
+async fn admin_socket_errors_keep_their_codes() {
+    use residency_agent::admin::{agent_request, agent_request_raw};
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let socket = fleet.agent.admin_socket();
+    let get = |path: &'static str| {
+        let socket = socket.clone();
+        async move {
+            agent_request(&socket, http::Method::GET, path, bytes::Bytes::new())
+                .await
+                .unwrap()
+        }
+    };
+    let (status, v) = get("/v1/admin/nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["type"], "admin_error");
+    assert_eq!(v["error"]["code"], "unknown_url");
+    assert_eq!(
+        v["error"]["message"],
+        "no admin endpoint GET /v1/admin/nope"
+    );
+    assert!(v["error"]["param"].is_null());
+
+    let (status, v) = agent_request(
+        &socket,
+        http::Method::DELETE,
+        "/v1/admin/policy",
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 405);
+    assert_eq!(v["error"]["type"], "admin_error");
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+    assert_eq!(
+        v["error"]["message"],
+        "/v1/admin/policy does not accept DELETE"
+    );
+
+    // A body over the bundle limit is refused with the size in the message.
+    let big = bytes::Bytes::from(vec![
+        b'x';
+        residency_agent::policy::active::MAX_BUNDLE_BYTES + 1
+    ]);
+    let (status, v) = agent_request(&socket, http::Method::PUT, "/v1/admin/policy", big)
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], "bundle_too_large");
+    let limit = residency_agent::policy::active::MAX_BUNDLE_BYTES;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("cannot read the bundle (at most {limit} bytes): ")),
+        "{v}"
+    );
+
+    let (status, v) = agent_request(
+        &socket,
+        http::Method::PUT,
+        "/v1/admin/policy",
+        bytes::Bytes::from_static(b"not a bundle"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 409);
+    assert_eq!(v["error"]["code"], "bundle_refused");
+
+    let (status, v) = get("/v1/admin/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["gateways"].as_array().unwrap().len(), 3);
+    let (status, v) = get("/v1/admin/audit/verify").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["ok"], true);
+
+    let e = agent_request_raw(&socket, "/v1/admin/audit/export?since=garbage")
+        .await
+        .unwrap_err();
+    let residency_agent::admin::AdminError::Refused(body) = e else {
+        panic!("{e}")
+    };
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["code"], "bad_time");
+}

@@ -26,7 +26,7 @@ use crate::policy::CountrySource;
 
 /// How long one connection attempt (handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// First and largest delay between reconnection attempts.
+/// Smallest and largest delay between reconnection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the control stream is pinged.
@@ -435,6 +435,7 @@ async fn supervise(
 ) {
     let shutdown = link.stop.clone();
     let mut backoff = BACKOFF_MIN;
+    let mut jitter = Jitter::from_os();
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -476,11 +477,52 @@ async fn supervise(
                 }
             }
         }
+        backoff = next_backoff(backoff, jitter.next_u64());
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The delay before the next reconnection attempt, after waiting `prev`:
+/// decorrelated jitter, uniform in [`BACKOFF_MIN`, 3 × `prev`] and at most
+/// [`BACKOFF_MAX`], with `random` choosing the point. It grows about 1.5×
+/// per failure; agents that lost the same gateway at the same moment (a
+/// restart) spread out instead of reconnecting in lock step.
+fn next_backoff(prev: Duration, random: u64) -> Duration {
+    let lo = BACKOFF_MIN.as_nanos() as u64;
+    let cap = BACKOFF_MAX.as_nanos() as u64;
+    let hi = u64::try_from(prev.as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3)
+        .clamp(lo, cap);
+    Duration::from_nanos(lo + random % (hi - lo + 1))
+}
+
+/// SplitMix64, seeded from the OS once per link: only spreads retries, so
+/// any seed will do if the OS has none to give.
+#[derive(Debug)]
+struct Jitter(u64);
+
+impl Jitter {
+    fn from_os() -> Self {
+        let mut seed = [0u8; 8];
+        if getrandom::getrandom(&mut seed).is_ok() {
+            return Jitter(u64::from_le_bytes(seed));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Jitter(now ^ (&seed as *const _ as u64))
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
@@ -718,5 +760,70 @@ async fn fetch_policy(
         Ok(Ok(v)) => info!(region = %region, version = v, "policy fetched from gateway"),
         Ok(Err(_)) => {} // already logged with the reason
         Err(e) => warn!(error = %e, "policy install task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_jittered_within_bounds() {
+        let mut jitter = Jitter::from_os();
+        // Never below the minimum, even from nothing.
+        assert_eq!(next_backoff(Duration::ZERO, u64::MAX), BACKOFF_MIN);
+        for prev in [
+            BACKOFF_MIN,
+            Duration::from_millis(700),
+            BACKOFF_MAX,
+            Duration::MAX,
+        ] {
+            let delays: Vec<Duration> = (0..200)
+                .map(|_| next_backoff(prev, jitter.next_u64()))
+                .collect();
+            assert!(
+                delays
+                    .iter()
+                    .all(|d| (BACKOFF_MIN..=BACKOFF_MAX).contains(d)),
+                "{prev:?}: {delays:?}"
+            );
+            let hi = (prev.saturating_mul(3)).clamp(BACKOFF_MIN, BACKOFF_MAX);
+            assert!(delays.iter().all(|d| *d <= hi), "{prev:?}: {delays:?}");
+            // Agents failing at the same attempt do not wait the same time.
+            let first = delays[0];
+            assert!(delays.iter().any(|d| *d != first), "{prev:?}: {delays:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_and_spreads_agents_out() {
+        // 50 agents lose the same gateway at once; each backs off with its
+        // own generator.
+        let mut agents: Vec<(Jitter, Duration, Duration)> = (0..50)
+            .map(|_| (Jitter::from_os(), BACKOFF_MIN, Duration::ZERO))
+            .collect();
+        for _ in 0..30 {
+            for (jitter, backoff, elapsed) in &mut agents {
+                *backoff = next_backoff(*backoff, jitter.next_u64());
+                *elapsed += *backoff;
+            }
+        }
+        let mut when: Vec<Duration> = agents.iter().map(|a| a.2).collect();
+        when.sort();
+        when.dedup();
+        assert!(when.len() > 40, "retries still bunched: {when:?}");
+        // Thirty failures in, the waits have grown far past the minimum.
+        let mean = when.iter().sum::<Duration>() / when.len() as u32 / 30;
+        assert!(mean > BACKOFF_MAX / 4, "{mean:?}");
+    }
+
+    #[test]
+    fn jitter_streams_differ_by_seed() {
+        let mut a = Jitter(1);
+        let mut b = Jitter(2);
+        let a: Vec<u64> = (0..8).map(|_| a.next_u64()).collect();
+        let b: Vec<u64> = (0..8).map(|_| b.next_u64()).collect();
+        assert_ne!(a, b);
+        assert!(a.windows(2).all(|w| w[0] != w[1]));
     }
 }
