@@ -8,19 +8,19 @@ pub mod error;
 pub mod read;
 pub mod respond;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::{ConnectInfo, State};
+use axum::routing::{get, post};
+use axum::Router as HttpRouter;
 use http::Method;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use residency_proto::{Codec, Tier};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::audit::AuditWriter;
 pub use crate::body::{Body, BodyError};
@@ -30,7 +30,7 @@ use crate::policy::active::{ActivePolicy, PolicyState};
 use crate::transport::forward::{self, Outbound};
 use crate::transport::pool::GatewayPool;
 use error::ApiError;
-use read::{Arrival, Probe, Request};
+use read::{ApiPath, Arrival, Probe, Request};
 use respond::{Known, Refused};
 
 /// Header: the agent's id for the request.
@@ -82,61 +82,83 @@ impl Ingress {
     }
 }
 
-/// Accepts HTTP connections until `shutdown`, then stops accepting and lets
-/// open requests finish (tracked by `tracker`).
+/// Serves the OpenAI-compatible API until `shutdown`, then stops accepting
+/// and lets open requests finish (tracked by `tracker`). Each request runs
+/// under the configuration it started with.
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<arc_swap::ArcSwap<Ingress>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = shutdown.cancelled() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let ingress = ingress.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            // Each request runs under the configuration it started with.
-            let ingress = ingress.load_full();
-            async move { Ok::<_, Infallible>(handle(&ingress, req, peer).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(tcp), svc);
-        let conn = graceful.watch(conn);
-        tracker.spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(error = %e, "http connection ended with error");
-            }
-        });
-    }
-    tracker.spawn(graceful.shutdown());
+    crate::serve::serve(listener, router(ingress), shutdown, tracker).await;
 }
 
-/// Serves one request; every outcome is a response.
-pub async fn handle(
+type Shared = Arc<arc_swap::ArcSwap<Ingress>>;
+
+/// The API paths the agent serves, and the audited 404/405 for the rest.
+fn router(ingress: Shared) -> HttpRouter {
+    let api = |api: ApiPath| {
+        move |State(ingress): State<Shared>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              req: http::Request<axum::body::Body>| async move {
+            let ingress = ingress.load_full();
+            // axum answers HEAD on GET routes; the API does not.
+            let api = if req.method() == Method::HEAD {
+                Err(ApiError::method_not_allowed(req.method(), req.uri().path()))
+            } else {
+                Ok(api)
+            };
+            handle(&ingress, api, req, peer).await
+        }
+    };
+    let refuse = |not_found: bool| {
+        move |State(ingress): State<Shared>,
+              ConnectInfo(peer): ConnectInfo<SocketAddr>,
+              req: http::Request<axum::body::Body>| async move {
+            let ingress = ingress.load_full();
+            let (method, path) = (req.method(), req.uri().path());
+            let e = if not_found {
+                ApiError::not_found(method, path)
+            } else {
+                ApiError::method_not_allowed(method, path)
+            };
+            handle(&ingress, Err(e), req, peer).await
+        }
+    };
+    HttpRouter::new()
+        .route("/healthz", get(|| async { ApiError::healthy() }))
+        .route("/v1/chat/completions", post(api(ApiPath::ChatCompletions)))
+        .route("/v1/completions", post(api(ApiPath::Completions)))
+        .route("/v1/embeddings", post(api(ApiPath::Embeddings)))
+        .route("/v1/responses", post(api(ApiPath::Responses)))
+        .route("/v1/models", get(api(ApiPath::Models)))
+        .route("/v1/models/{*id}", get(api(ApiPath::Models)))
+        .fallback(refuse(true))
+        .method_not_allowed_fallback(refuse(false))
+        .with_state(ingress)
+}
+
+/// Serves one API request (or refuses one the router found no API for);
+/// every outcome is a response and an audit record. `/healthz` is liveness
+/// of the request path itself (the systemd watchdog asks), not a model
+/// request, so it is answered by the router and not audited.
+async fn handle<B>(
     ingress: &Ingress,
-    req: http::Request<Incoming>,
+    api: Result<ApiPath, ApiError>,
+    req: http::Request<B>,
     peer: SocketAddr,
-) -> http::Response<Body> {
-    if req.uri().path() == "/healthz" && req.method() == Method::GET {
-        // Liveness of the request path itself (the systemd watchdog asks);
-        // not a model request, so not audited.
-        return ApiError::healthy();
-    }
+) -> http::Response<Body>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let arrival = Arrival::new(&ingress.geo, &req, peer);
-    match walk(ingress, &arrival, req).await {
+    let walked = match api {
+        Ok(api) => walk(ingress, &arrival, api, req).await,
+        Err(e) => Err(Known::default().refuse(e)),
+    };
+    match walked {
         Ok(resp) => resp,
         Err(refused) => respond::refused(ingress, &arrival, refused).await,
     }
@@ -145,14 +167,19 @@ pub async fn handle(
 /// One request, start to end: read, classify, plan, forward, respond. Each
 /// stage lives in the module named for it; what a stage learns is kept for
 /// the one audit record the respond stage writes.
-async fn walk(
+async fn walk<B>(
     ingress: &Ingress,
     arrival: &Arrival,
-    req: http::Request<Incoming>,
-) -> Result<http::Response<Body>, Refused> {
+    api: ApiPath,
+    req: http::Request<B>,
+) -> Result<http::Response<Body>, Refused>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut known = Known::default();
     let policy = ingress.policy.current();
-    let request = match read::request(req, ingress.max_body).await {
+    let request = match read::request(api, req, ingress.max_body).await {
         Ok(r) => r,
         Err(e) => return Err(known.refuse(e)),
     };

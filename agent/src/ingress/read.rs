@@ -7,7 +7,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 use super::error::ApiError;
 use crate::plan::DECISION_HEADERS;
@@ -35,7 +34,7 @@ pub struct Arrival {
 
 impl Arrival {
     /// Stamps a request as it arrives from `peer`.
-    pub fn new(geo: &crate::geo::Geo, req: &http::Request<Incoming>, peer: SocketAddr) -> Self {
+    pub fn new<B>(geo: &crate::geo::Geo, req: &http::Request<B>, peer: SocketAddr) -> Self {
         let client = SocketAddr::new(
             geo.client_addr(
                 peer.ip(),
@@ -59,7 +58,8 @@ impl Arrival {
     }
 }
 
-/// The OpenAI API paths the agent serves.
+/// The OpenAI API paths the agent serves (the ingress router maps paths and
+/// methods to them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiPath {
     /// `POST /v1/chat/completions`
@@ -75,28 +75,6 @@ pub enum ApiPath {
 }
 
 impl ApiPath {
-    /// The API a method and path name; 404 or 405 otherwise.
-    pub fn parse(method: &Method, path: &str) -> Result<ApiPath, ApiError> {
-        let p = match path {
-            "/v1/chat/completions" => ApiPath::ChatCompletions,
-            "/v1/completions" => ApiPath::Completions,
-            "/v1/embeddings" => ApiPath::Embeddings,
-            "/v1/responses" => ApiPath::Responses,
-            "/v1/models" => ApiPath::Models,
-            p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => ApiPath::Models,
-            _ => return Err(ApiError::not_found(method, path)),
-        };
-        let want = if p == ApiPath::Models {
-            Method::GET
-        } else {
-            Method::POST
-        };
-        if method != want {
-            return Err(ApiError::method_not_allowed(method, path));
-        }
-        Ok(p)
-    }
-
     /// Whether requests to it carry a body to judge.
     pub fn has_body(self) -> bool {
         self != ApiPath::Models
@@ -119,10 +97,17 @@ pub struct Request {
     pub body: Bytes,
 }
 
-/// Reads the request: its API, the headers that matter and the body, up to
+/// Reads a request to `api`: the headers that matter and the body, up to
 /// `max_body` bytes (413 beyond).
-pub async fn request(req: http::Request<Incoming>, max_body: usize) -> Result<Request, ApiError> {
-    let api = ApiPath::parse(req.method(), req.uri().path())?;
+pub async fn request<B>(
+    api: ApiPath,
+    req: http::Request<B>,
+    max_body: usize,
+) -> Result<Request, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -242,30 +227,6 @@ fn json_error(e: &serde_json::Error) -> ApiError {
 mod tests {
     use super::*;
     use http::StatusCode;
-
-    #[test]
-    fn paths_and_methods() {
-        assert_eq!(
-            ApiPath::parse(&Method::POST, "/v1/chat/completions"),
-            Ok(ApiPath::ChatCompletions)
-        );
-        assert_eq!(
-            ApiPath::parse(&Method::GET, "/v1/models/gpt-4o"),
-            Ok(ApiPath::Models)
-        );
-        assert_eq!(
-            ApiPath::parse(&Method::POST, "/v1/nope")
-                .unwrap_err()
-                .status,
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            ApiPath::parse(&Method::GET, "/v1/embeddings")
-                .unwrap_err()
-                .status,
-            StatusCode::METHOD_NOT_ALLOWED
-        );
-    }
 
     #[test]
     fn json_errors_say_where() {
