@@ -288,12 +288,17 @@ async fn fleet_with_geoip(line: &str) -> (Fleet, tempfile::TempDir) {
 }
 
 async fn fleet_with_geo(key: &str, geo: &str) -> (Fleet, tempfile::TempDir) {
+    fleet_with_policy(&policy(key), geo).await
+}
+
+/// A fleet whose agent has `geo` in its config and `policy` active.
+async fn fleet_with_policy(policy: &str, geo: &str) -> (Fleet, tempfile::TempDir) {
     use residency_agent::policy::sign::{generate_keypair, sign};
     let keydir = tempfile::tempdir().unwrap();
     let (secret, public) = generate_keypair().unwrap();
     let pubfile = keydir.path().join("p.pub");
     std::fs::write(&pubfile, public.to_pem()).unwrap();
-    let bundle = sign(&policy(key), 1, 1, &secret).unwrap().encode();
+    let bundle = sign(policy, 1, 1, &secret).unwrap().encode();
     let fleet = Fleet::start(FleetOptions {
         agent_extra: format!(
             "{geo}[policy]\ntrusted_keys = [\"{}\"]\n",
@@ -439,4 +444,74 @@ async fn a_reload_applies_a_new_site_map_to_the_next_request() {
     assert!(e.contains("geoip_database"), "{e}");
     let a = send("POST", &url, &chat("hello", false)).await;
     assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[tokio::test]
+async fn policy_test_with_the_agents_config_predicts_what_the_agent_does() {
+    // Indian data subjects go to Hyderabad first; the branch LAN is in India
+    // by the site map, which only the agent's config knows.
+    const POLICY: &str = r#"
+name = "indian-subjects-in-hyderabad"
+[[rule]]
+name = "indian-subjects"
+[rule.match]
+subject_country = ["IN"]
+[rule.allow]
+regions = ["aws:ap-south-2"]
+jurisdictions = ["IN"]
+[[rule]]
+name = "rest"
+[rule.allow]
+jurisdictions = ["*"]
+"#;
+    let (fleet, _k) = fleet_with_policy(
+        POLICY,
+        "[[geo.site]]\nname = \"branch-lan\"\ncidrs = [\"127.0.0.0/8\"]\ncountry = \"IN\"\n",
+    )
+    .await;
+    let body = chat("hello", false);
+    let a = send("POST", &format!("{}/chat/completions", fleet.base()), &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-rule"), "indian-subjects");
+    let served = a.header("x-residency-region").to_owned();
+    assert_eq!(served, "aws:ap-south-2");
+
+    let dir = fleet.dir.path();
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(dir.join("req.json"), &body).unwrap();
+    let policy_test = |extra: &[&str]| {
+        let out = std::process::Command::new(agent_bin())
+            .args(["policy", "test", "--policy"])
+            .arg(dir.join("policy.toml"))
+            .arg("--request")
+            .arg(dir.join("req.json"))
+            .args(["--client-ip", "127.0.0.1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let config = dir.join("agent.toml");
+    let o = policy_test(&["--config", config.to_str().unwrap()]);
+    assert!(o.contains("rule: indian-subjects\n"), "{o}");
+    assert!(o.contains("subject country: IN (from site_map)\n"), "{o}");
+    // The agent's gateway regions, in the order it tries them: the one it
+    // used first.
+    assert!(
+        o.contains(&format!(
+            "allowed regions (preference order): {served}, aws:ap-south-1\n"
+        )),
+        "{o}"
+    );
+    assert!(!o.contains("us-east-1"), "{o}");
+    // Without the agent's config the client cannot be located, and the
+    // prediction is a different rule: the reason --config exists.
+    let o = policy_test(&[]);
+    assert!(o.contains("rule: rest\n"), "{o}");
+    assert!(o.contains("(geography not resolved)"), "{o}");
 }

@@ -200,6 +200,16 @@ async fn client_errors_are_openai_shaped() {
 
     let a = send("GET", &format!("{base}/chat/completions"), "").await;
     assert_eq!(a.status, 405);
+    assert_eq!(a.json()["error"]["code"], "method_not_allowed");
+    // Refusals carry the request id the audit record is filed under.
+    assert!(a.header("x-residency-request-id").starts_with("req_"));
+    assert_eq!(a.header("x-residency-decision"), "error");
+    // A trailing slash is another path; HEAD is not a method the API has.
+    let a = send("POST", &format!("{base}/chat/completions/"), "{}").await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json()["error"]["code"], "unknown_url");
+    let a = send("HEAD", &format!("{base}/models"), "").await;
+    assert_eq!(a.status, 405);
 
     // None of these reached a provider.
     for r in REGIONS {
