@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::config::AgentConfig;
 use crate::ingress::{self, Ingress};
 use crate::policy::active::PolicyState;
-use crate::transport::pool::GatewayPool;
+use crate::transport::pool::{GatewayPool, LinkSpec};
 use crate::transport::tls::{TlsError, TlsMaterial};
 
 /// A running agent.
@@ -94,12 +94,13 @@ impl AgentHandle {
         let shutdown = CancellationToken::new();
         let links_stop = CancellationToken::new();
         let pool = GatewayPool::start(
-            &cfg.gateways,
+            &link_specs(&cfg),
             &tls,
             &cfg.quic,
-            policy.clone(),
-            geo_swap.clone(),
-            &cfg.catalogue(),
+            Arc::new(crate::policy::sync::PolicySync::new(policy.clone())),
+            Arc::new(crate::geo::attest::EndpointAttestation::new(
+                geo_swap.clone(),
+            )),
             // Gateway connections outlive the listeners: they close only
             // after in-flight requests have drained.
             links_stop.clone(),
@@ -250,8 +251,7 @@ impl AgentHandle {
             .map_err(|e| e.to_string())?;
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo).map_err(|e| e.to_string())?);
         // The last fallible step; everything after it only swaps.
-        self.pool
-            .reconfigure(&cfg.gateways, &tls, &cfg.quic, &cfg.catalogue())?;
+        self.pool.reconfigure(&link_specs(cfg), &tls, &cfg.quic)?;
         self.policy.set_trusted_keys(keys);
         self.geo.store(geo.clone());
         self.pins
@@ -376,4 +376,20 @@ impl AgentHandle {
             let _ = task.await;
         }
     }
+}
+
+/// The gateway links `cfg` describes, with each region's jurisdiction from
+/// its catalogue.
+fn link_specs(cfg: &AgentConfig) -> Vec<LinkSpec> {
+    let catalogue = cfg.catalogue();
+    cfg.gateways
+        .iter()
+        .map(|gw| LinkSpec {
+            region: gw.region.clone(),
+            jurisdiction: catalogue.jurisdiction(&gw.region),
+            address: gw.address.clone(),
+            name: gw.display_name(),
+            server_name: gw.tls_server_name(),
+        })
+        .collect()
 }

@@ -50,8 +50,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 pub use export::{export, export_log, ExportError, ExportReport};
-pub use record::{AuditRecord, NewRecord, GENESIS_HASH};
-pub use retention::{prune, Anchor, PruneError, PruneReport};
+pub use record::{Anchor, AuditRecord, NewRecord, GENESIS_HASH};
+pub use retention::{prune, PruneError, PruneReport};
 pub use verify::{verify, verify_log, ChainError, VerifyReport};
 pub use writer::{AuditWriter, WriterConfig, WriterStats};
 

@@ -417,7 +417,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
                 level,
             );
-            block_on(crate::demo::run(args))
+            block_on(crate::demo::run(crate::demo::RunOptions {
+                check: args.check,
+                listen: args.listen,
+                state_dir: args.state_dir,
+            }))
         }
     }
 }
@@ -790,20 +794,4 @@ async fn next_signal() -> Signal {
     }
     let _ = tokio::signal::ctrl_c().await;
     Signal::Stop
-}
-
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use residency_proto::RegionId;
 
-use crate::cli::DemoArgs;
 use crate::config::{AgentConfig, GatewayConfig};
 use crate::keys::{self, KeysSpec};
 use crate::{AgentHandle, GatewayHandle};
@@ -151,8 +150,20 @@ impl Demo {
     }
 }
 
+/// What `demo` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run the scripted tour and exit instead of serving until a signal.
+    pub check: bool,
+    /// Where the agent listens (default: a free port with `check`, else 8080).
+    pub listen: Option<SocketAddr>,
+    /// Where certificates and the generated configs go (default: a
+    /// `residency-demo` directory under the system's temporary directory).
+    pub state_dir: Option<PathBuf>,
+}
+
 /// Runs `demo` as the command line asked.
-pub async fn run(args: DemoArgs) -> ExitCode {
+pub async fn run(args: RunOptions) -> ExitCode {
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| std::env::temp_dir().join("residency-demo"));
@@ -182,7 +193,7 @@ pub async fn run(args: DemoArgs) -> ExitCode {
         };
     }
     print_banner(&demo);
-    crate::cli::wait_for_signal().await;
+    crate::daemon::wait_for_signal().await;
     println!("stopping");
     demo.stop().await;
     ExitCode::SUCCESS

@@ -19,6 +19,7 @@
 //! ```
 
 mod addr;
+pub mod attest;
 mod geoip;
 mod site;
 #[cfg(test)]

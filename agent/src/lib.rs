@@ -17,6 +17,7 @@ pub mod body;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod gateway;
 pub mod geo;

@@ -44,6 +44,7 @@ pub mod cli;
 mod eval;
 mod parse;
 pub mod sign;
+pub mod sync;
 
 use residency_proto::{Jurisdiction, RegionId, Tier};
 use sha2::{Digest, Sha256};

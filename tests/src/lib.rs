@@ -22,6 +22,28 @@ use residency_agent::{AgentHandle, GatewayHandle};
 use residency_proto::RegionId;
 use tempfile::TempDir;
 
+/// A seed for a test's random choices: `SEED=<u64>` from the environment
+/// replays a run, otherwise the clock picks one. Prints `{label} {seed}` and
+/// the command that replays it (cargo shows a test's output when it fails).
+/// Never zero, so an xorshift generator seeded with it never sticks.
+pub fn seed(label: &str, test_file: &str, test_name: &str) -> u64 {
+    let seed = match std::env::var("SEED") {
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .unwrap_or_else(|e| panic!("SEED={v:?} is not a u64: {e}")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    } | 1;
+    println!("{label} {seed}");
+    println!(
+        "rerun with: SEED={seed} cargo test -p residency-tests --test {test_file} {test_name}"
+    );
+    seed
+}
+
 /// Mumbai, Hyderabad, N. Virginia.
 pub const REGIONS: [&str; 3] = ["aws:ap-south-1", "aws:ap-south-2", "aws:us-east-1"];
 

@@ -213,12 +213,13 @@ async fn ten_thousand_requests_while_gateways_die_and_return() {
     drop(tx);
     // Chaos: kill and restart gateways at random moments.
     let chaos = {
-        let mut seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1;
-        println!("chaos seed {seed}");
+        // Seeded from the clock; `SEED=<u64>` in the environment replays a
+        // run (the seed and the command are printed).
+        let mut seed = residency_tests::seed(
+            "chaos seed",
+            "failover",
+            "ten_thousand_requests_while_gateways_die_and_return",
+        );
         let mut gateways = std::mem::take(&mut t.gateways);
         let next = next.clone();
         tokio::task::spawn_blocking(move || {

@@ -418,12 +418,13 @@ async fn kill_9_during_fifty_pushes_never_loses_or_rolls_back_a_policy() {
     );
     let bundles: Vec<Vec<u8>> = (1..=50).map(|v| bundle(INDIA_ONLY, v, &key)).collect();
 
-    let mut seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
+    // Seeded from the clock; `SEED=<u64>` in the environment replays a run
+    // (the seed and the command are printed).
+    let mut seed = residency_tests::seed(
+        "seed",
+        "policy",
+        "kill_9_during_fifty_pushes_never_loses_or_rolls_back_a_policy",
+    );
     let mut rand = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;

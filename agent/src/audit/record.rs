@@ -1,4 +1,4 @@
-//! The audit record and its hash.
+//! The audit record, its hash, and the anchor a pruned chain starts from.
 //!
 //! A record holds facts about a request (ids, names, counts, sizes, the
 //! decision) and never a value, a prompt or an answer: there is no field for
@@ -29,6 +29,18 @@ const MAX_NAME: usize = 64;
 const MAX_PATH: usize = 256;
 /// Most entity types or unscannable parts listed.
 const MAX_LIST: usize = 64;
+
+/// Where a pruned chain now starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// Seq of the last removed record; the chain continues at the next one.
+    pub pruned_up_to_seq: u64,
+    /// Hash of that record: the next record's `prev_hash` must equal it.
+    #[serde(with = "hex32")]
+    pub hash_of_last_pruned: [u8; 32],
+    /// When the prune ran, unix milliseconds.
+    pub pruned_at_ms: u64,
+}
 
 /// What the request path knows about a finished request; the writer turns
 /// it into an [`AuditRecord`] by giving it a seq and linking it to the chain.

@@ -10,26 +10,14 @@
 //!
 //! [`verify`]: super::verify::verify
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::record::AuditRecord;
+use super::record::{Anchor, AuditRecord};
 use super::verify::{walk, ChainError};
 use super::{record_key, AuditError, AuditLog, ANCHOR_KEY};
 
 /// Records removed per sled batch.
 const CHUNK: u64 = 10_000;
-
-/// Where a pruned chain now starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Anchor {
-    /// Seq of the last removed record; the chain continues at the next one.
-    pub pruned_up_to_seq: u64,
-    /// Hash of that record: the next record's `prev_hash` must equal it.
-    #[serde(with = "super::record::hex32")]
-    pub hash_of_last_pruned: [u8; 32],
-    /// When the prune ran, unix milliseconds.
-    pub pruned_at_ms: u64,
-}
 
 /// What a prune did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,8 +11,7 @@
 
 use serde::Serialize;
 
-use super::record::GENESIS_HASH;
-use super::retention::Anchor;
+use super::record::{Anchor, GENESIS_HASH};
 use super::{decode_entry, key_seq, AuditError, AuditLog, META_PREFIX};
 use super::{ANCHOR_KEY, HEAD_KEY};
 

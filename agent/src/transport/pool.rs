@@ -4,25 +4,30 @@
 //! Each link opens a control stream first, exchanges `Hello` frames (the
 //! gateway must say it serves the region the config expects, on top of the
 //! certificate check) and then pings on it to measure round-trip time.
+//!
+//! The pool knows nothing of configuration files, policies or geography.
+//! The caller describes each link as a [`LinkSpec`] and hands in two trait
+//! objects: an [`Attestation`] that may refuse a gateway's address before a
+//! connection is used (`geo::attest`), and a [`ControlListener`] that hears
+//! each new connection and each policy announcement on the control stream
+//! (`policy::sync`).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use residency_proto::{Codec, Frame, Hello, RegionId, Role, PROTOCOL_VERSION};
+use residency_proto::{Codec, Frame, Hello, Jurisdiction, RegionId, Role, PROTOCOL_VERSION};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::stream::quic::{Quic, QuicRecv, QuicSend};
-use super::stream::{call, read_frame, send_frame, Connection as _, FrameStream, StreamError};
+use super::stream::{read_frame, send_frame, Connection as _, FrameStream, StreamError};
 use super::tls::TlsMaterial;
 use super::QuicLimits;
-use crate::config::GatewayEndpoint;
-use crate::geo::{AttestationMode, Geo};
-use crate::policy::active::PolicyState;
-use crate::policy::CountrySource;
 
 /// How long one connection attempt (handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,13 +44,57 @@ const COOLDOWN_MAX: Duration = Duration::from_secs(30);
 /// Weight of a new RTT sample in the moving average.
 const RTT_ALPHA: f64 = 0.2;
 
+/// One gateway to connect to, as the caller's configuration describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// The region the gateway must say, and its certificate must name, it serves.
+    pub region: RegionId,
+    /// That region's jurisdiction, from the region catalogue.
+    pub jurisdiction: Option<Jurisdiction>,
+    /// `host:port` of the gateway's QUIC listener.
+    pub address: String,
+    /// The name shown in `x-residency-endpoint`.
+    pub name: String,
+    /// The name expected in the gateway's certificate.
+    pub server_name: String,
+}
+
+/// Checks a gateway's resolved address after the handshake, before the
+/// connection is used (endpoint attestation).
+pub trait Attestation: Send + Sync {
+    /// `Err` refuses the gateway, saying why; the connection is closed and
+    /// the reason becomes the link's [`GatewayLink::last_error`].
+    fn check(&self, link: &GatewayLink, addr: SocketAddr) -> Result<(), String>;
+}
+
+/// Runs beside a connection's control stream; if it ends, the connection
+/// is closed and the link reconnects, the output saying why.
+pub type ControlWatch = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// Hears what happens on links' control streams (policy synchronisation).
+pub trait ControlListener: Send + Sync {
+    /// A connection to `link`'s gateway is up and its hello exchanged. The
+    /// returned future is polled with the control stream until the
+    /// connection ends.
+    fn connected(
+        &self,
+        link: &Arc<GatewayLink>,
+        conn: &quinn::Connection,
+        codec: Codec,
+    ) -> ControlWatch;
+
+    /// The gateway announced that it holds policy `version` (already
+    /// stored as [`GatewayLink::announced_policy`]). Must not block.
+    fn announced(&self, link: &GatewayLink, conn: &quinn::Connection, codec: Codec, version: u64);
+}
+
 /// All gateway links of an agent.
 pub struct GatewayPool {
     links: arc_swap::ArcSwap<Vec<Arc<GatewayLink>>>,
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
-    policy: Arc<PolicyState>,
-    geo: Arc<arc_swap::ArcSwap<Geo>>,
+    control: Arc<dyn ControlListener>,
+    attestation: Arc<dyn Attestation>,
     shutdown: CancellationToken,
     /// Serialises reconfigurations.
     reconfigure: std::sync::Mutex<()>,
@@ -75,8 +124,8 @@ pub struct GatewayLink {
     /// The name shown in `x-residency-endpoint`.
     pub name: String,
     server_name: String,
-    /// The config entry this link was made from.
-    endpoint: GatewayEndpoint,
+    /// What this link was made from.
+    spec: LinkSpec,
     /// Closes this link (shutdown, or removal by a reload).
     stop: CancellationToken,
     client: arc_swap::ArcSwap<quinn::ClientConfig>,
@@ -230,6 +279,11 @@ impl GatewayLink {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
+    /// The policy version the gateway last announced (0: none yet).
+    pub fn announced_policy(&self) -> u64 {
+        self.announced.load(Ordering::Relaxed)
+    }
+
     /// Last measured control-stream round trip, if any.
     pub fn rtt(&self) -> Option<Duration> {
         match self.rtt_micros.load(Ordering::Relaxed) {
@@ -240,15 +294,16 @@ impl GatewayLink {
 }
 
 impl GatewayPool {
-    /// Starts one supervised link per configured gateway. Links run until
-    /// `shutdown` is cancelled.
+    /// Starts one supervised link per gateway in `links`. `attestation`
+    /// checks every new connection's address; `control` hears every new
+    /// connection and policy announcement. Links run until `shutdown` is
+    /// cancelled.
     pub fn start(
-        gateways: &[GatewayEndpoint],
+        links: &[LinkSpec],
         tls: &TlsMaterial,
         limits: &QuicLimits,
-        policy: Arc<PolicyState>,
-        geo: Arc<arc_swap::ArcSwap<Geo>>,
-        catalogue: &crate::plan::catalogue::Catalogue,
+        control: Arc<dyn ControlListener>,
+        attestation: Arc<dyn Attestation>,
         shutdown: CancellationToken,
     ) -> Result<Arc<GatewayPool>, std::io::Error> {
         let v4 = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))?;
@@ -258,12 +313,12 @@ impl GatewayPool {
             links: arc_swap::ArcSwap::from_pointee(Vec::new()),
             v4,
             v6,
-            policy,
-            geo,
+            control,
+            attestation,
             shutdown,
             reconfigure: std::sync::Mutex::new(()),
         });
-        pool.reconfigure(gateways, tls, limits, catalogue)
+        pool.reconfigure(links, tls, limits)
             .map_err(std::io::Error::other)?;
         Ok(pool)
     }
@@ -281,31 +336,27 @@ impl GatewayPool {
         Ok(client)
     }
 
-    /// Brings the links in line with `gateways` (after a reload): a gateway
+    /// Brings the links in line with `specs` (after a reload): a gateway
     /// still configured keeps its connection and in-flight requests and gets
     /// the new TLS material for its next connection; a new one is connected;
     /// one no longer configured takes no new requests and is closed after a
     /// grace period. On error nothing changes.
     pub fn reconfigure(
         &self,
-        gateways: &[GatewayEndpoint],
+        specs: &[LinkSpec],
         tls: &TlsMaterial,
         limits: &QuicLimits,
-        catalogue: &crate::plan::catalogue::Catalogue,
     ) -> Result<(), String> {
         let _one_at_a_time = self.reconfigure.lock().unwrap_or_else(|p| p.into_inner());
-        let clients = gateways
+        let clients = specs
             .iter()
-            .map(|gw| Self::client_config(tls, limits, &gw.region))
+            .map(|spec| Self::client_config(tls, limits, &spec.region))
             .collect::<Result<Vec<_>, _>>()?;
         let old = self.links.load_full();
-        let mut next = Vec::with_capacity(gateways.len());
-        for (gw, client) in gateways.iter().zip(clients) {
-            let jurisdiction = catalogue.jurisdiction(&gw.region);
+        let mut next = Vec::with_capacity(specs.len());
+        for (spec, client) in specs.iter().zip(clients) {
             let kept = old.iter().find(|l| {
-                l.endpoint == *gw
-                    && l.jurisdiction == jurisdiction
-                    && !next.iter().any(|n: &Arc<GatewayLink>| Arc::ptr_eq(n, l))
+                l.spec == *spec && !next.iter().any(|n: &Arc<GatewayLink>| Arc::ptr_eq(n, l))
             });
             if let Some(link) = kept {
                 link.client.store(Arc::new(client));
@@ -313,12 +364,12 @@ impl GatewayPool {
                 continue;
             }
             let link = Arc::new(GatewayLink {
-                region: gw.region.clone(),
-                jurisdiction,
-                address: gw.address.clone(),
-                name: gw.display_name(),
-                server_name: gw.tls_server_name(),
-                endpoint: gw.clone(),
+                region: spec.region.clone(),
+                jurisdiction: spec.jurisdiction,
+                address: spec.address.clone(),
+                name: spec.name.clone(),
+                server_name: spec.server_name.clone(),
+                spec: spec.clone(),
                 stop: self.shutdown.child_token(),
                 client: arc_swap::ArcSwap::from_pointee(client),
                 conn: ArcSwapOption::empty(),
@@ -337,8 +388,8 @@ impl GatewayPool {
                 self.v4.clone(),
                 self.v6.clone(),
                 limits.codec(),
-                self.policy.clone(),
-                self.geo.clone(),
+                self.control.clone(),
+                self.attestation.clone(),
             ));
             next.push(link);
         }
@@ -430,8 +481,8 @@ async fn supervise(
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
     codec: Codec,
-    policy: Arc<PolicyState>,
-    geo: Arc<arc_swap::ArcSwap<Geo>>,
+    control: Arc<dyn ControlListener>,
+    attestation: Arc<dyn Attestation>,
 ) {
     let shutdown = link.stop.clone();
     let mut backoff = BACKOFF_MIN;
@@ -440,13 +491,12 @@ async fn supervise(
     loop {
         attempt += 1;
         let client = link.client.load_full();
-        let geo_now = geo.load_full();
         let connected = tokio::select! {
-            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &geo_now) => r,
+            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &*attestation) => r,
             () = shutdown.cancelled() => return,
         };
         match connected {
-            Ok((conn, control)) => {
+            Ok((conn, stream)) => {
                 info!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), attempt, "gateway connected");
                 attempt = 0;
                 link.set_last_error(None);
@@ -454,9 +504,10 @@ async fn supervise(
                 // A fresh connection starts with a closed circuit.
                 *link.breaker.lock().unwrap_or_else(|p| p.into_inner()) = Breaker::default();
                 link.conn.store(Some(Arc::new(conn.clone())));
+                let watch = control.connected(&link, &conn, codec);
                 let reason = tokio::select! {
                     e = conn.closed() => e.to_string(),
-                    e = control_loop(&link, &conn, control, &codec, &policy) => e,
+                    e = control_loop(&link, &conn, stream, &codec, &*control, watch) => e,
                     () = shutdown.cancelled() => {
                         link.conn.store(None);
                         conn.close(0u32.into(), b"agent shutting down");
@@ -528,49 +579,13 @@ impl Jitter {
 
 type Control = (QuicSend, FrameStream<QuicRecv>);
 
-/// Endpoint attestation: the gateway's address must locate (site map, then
-/// GeoIP) to its region's jurisdiction. `warn` logs a mismatch, `enforce`
-/// refuses the gateway; an address that cannot be located counts as a
-/// mismatch under `enforce` (fail closed).
-fn attest(link: &GatewayLink, addr: SocketAddr, geo: &Geo) -> Result<(), ConnectError> {
-    let mode = geo.attestation();
-    if mode == AttestationMode::Off {
-        return Ok(());
-    }
-    let expected = link.jurisdiction;
-    let (found, source) = geo.subject_country(None, Some(addr.ip()));
-    let found = match source {
-        CountrySource::SiteMap | CountrySource::GeoIp => found,
-        _ => None,
-    };
-    if found.is_some() && found == expected {
-        return Ok(());
-    }
-    let what = format!(
-        "gateway address {} locates to {} but region {} is in {}",
-        addr.ip(),
-        found.map_or_else(|| "nowhere known".to_owned(), |j| j.to_string()),
-        link.region,
-        expected.map_or_else(|| "an unknown jurisdiction".to_owned(), |j| j.to_string()),
-    );
-    match mode {
-        AttestationMode::Enforce => {
-            Err(ConnectError::Hello(format!("attestation refused: {what}")))
-        }
-        _ => {
-            warn!(region = %link.region, endpoint = %link.name, "{what}");
-            Ok(())
-        }
-    }
-}
-
 async fn connect_once(
     link: &GatewayLink,
     v4: &quinn::Endpoint,
     v6: Option<&quinn::Endpoint>,
     client: &quinn::ClientConfig,
     codec: &Codec,
-    geo: &Geo,
+    attestation: &dyn Attestation,
 ) -> Result<(quinn::Connection, Control), ConnectError> {
     let fut = async {
         let addr = tokio::net::lookup_host(&link.address)
@@ -585,9 +600,12 @@ async fn connect_once(
         let conn = endpoint
             .connect_with(client.clone(), addr, &link.server_name)?
             .await?;
-        attest(link, addr, geo).inspect_err(|_| {
-            conn.close(4u32.into(), b"gateway address fails attestation");
-        })?;
+        attestation
+            .check(link, addr)
+            .map_err(ConnectError::Hello)
+            .inspect_err(|_| {
+                conn.close(4u32.into(), b"gateway address fails attestation");
+            })?;
         let (mut send, mut recv) = Quic(conn.clone()).open().await?;
         let hello = Frame::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -618,19 +636,19 @@ async fn connect_once(
         .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
 }
 
-/// Runs the control stream until it fails, returning why: pings to measure
-/// the round trip, and policy announcements, each fetched at once if newer
-/// than the active policy.
+/// Runs the control stream until it (or `watch`) fails, returning why: pings
+/// to measure the round trip, and policy announcements, recorded on the link
+/// and passed to `control`.
 async fn control_loop(
     link: &GatewayLink,
     conn: &quinn::Connection,
     (mut send, mut frames): Control,
     codec: &Codec,
-    policy: &Arc<PolicyState>,
+    control: &dyn ControlListener,
+    mut watch: ControlWatch,
 ) -> String {
     let mut nonce: u64 = 0;
     let mut outstanding: Option<(u64, Instant)> = None;
-    let mut ours = policy.subscribe();
     let mut tick = tokio::time::interval(PING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -662,104 +680,14 @@ async fn control_loop(
                 }
                 Ok(Some(Frame::PolicyAvailable { version })) => {
                     link.announced.store(version, Ordering::Relaxed);
-                    if policy.version().is_some_and(|v| v > version) {
-                        tokio::spawn(relay_policy(link.region.clone(), conn.clone(), *codec, policy.clone()));
-                    } else if version > 0 && policy.version() < Some(version) {
-                        tokio::spawn(fetch_policy(
-                            link.region.clone(),
-                            conn.clone(),
-                            version,
-                            *codec,
-                            policy.clone(),
-                        ));
-                    }
+                    control.announced(link, conn, *codec, version);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return "control stream closed by gateway".into(),
                 Err(e) => return e.to_string(),
             },
-            changed = ours.changed() => {
-                if changed.is_err() {
-                    return "policy state dropped".into();
-                }
-                let mine = *ours.borrow_and_update();
-                if mine.is_some_and(|v| v > link.announced.load(Ordering::Relaxed)) {
-                    tokio::spawn(relay_policy(link.region.clone(), conn.clone(), *codec, policy.clone()));
-                }
-            }
+            reason = &mut watch => return reason,
         }
-    }
-}
-
-/// Offers the active bundle to a gateway that announced an older one, so a
-/// policy pushed to any gateway reaches every gateway agents connect to.
-async fn relay_policy(
-    region: RegionId,
-    conn: quinn::Connection,
-    codec: Codec,
-    policy: Arc<PolicyState>,
-) {
-    let Some(active) = policy.current() else {
-        return;
-    };
-    let Some(version) = active.version else {
-        return;
-    };
-    let frame = Frame::PolicyBundle {
-        bundle: active.bundle.clone(),
-    };
-    let relayed = match call(&Quic(conn), &codec, &frame, CONNECT_TIMEOUT).await {
-        Ok(Frame::PolicyAck { version }) => Ok(version),
-        Ok(Frame::Error(e)) => Err(e.message),
-        Ok(_) => Err("unexpected answer".to_owned()),
-        Err(e) => Err(e.to_string()),
-    };
-    match relayed {
-        Ok(v) => info!(region = %region, version = v, "policy relayed to gateway"),
-        // A newer version may have reached the gateway meanwhile.
-        Err(e) => debug!(region = %region, version, error = %e, "policy relay not taken"),
-    }
-}
-
-/// Fetches an announced bundle on its own stream, then verifies, stores and
-/// activates it.
-async fn fetch_policy(
-    region: RegionId,
-    conn: quinn::Connection,
-    version: u64,
-    codec: Codec,
-    policy: Arc<PolicyState>,
-) {
-    let fetched = call(
-        &Quic(conn),
-        &codec,
-        &Frame::PolicyFetch { version },
-        CONNECT_TIMEOUT,
-    )
-    .await;
-    let bundle = match fetched {
-        Ok(Frame::PolicyBundle { bundle }) => bundle,
-        Ok(Frame::Error(e)) => {
-            warn!(region = %region, version, error = %e.message, "policy fetch failed");
-            return;
-        }
-        Ok(_) => {
-            warn!(region = %region, version, "policy fetch got an unexpected answer");
-            return;
-        }
-        Err(e) => {
-            warn!(region = %region, version, error = %e, "policy fetch failed");
-            return;
-        }
-    };
-    // Another gateway may have delivered the same version meanwhile.
-    if policy.version() >= Some(version) {
-        return;
-    }
-    match tokio::task::spawn_blocking(move || policy.install(&bundle)).await {
-        Ok(Ok(v)) => info!(region = %region, version = v, "policy fetched from gateway"),
-        Ok(Err(_)) => {} // already logged with the reason
-        Err(e) => warn!(error = %e, "policy install task failed"),
     }
 }
 
