@@ -188,29 +188,30 @@ where
         Ok(c) => c,
         Err(e) => return Err(known.refuse(e)),
     };
+    let now = Instant::now();
     let facts = Facts {
         classification: &classified,
         model: probe.model(),
         user: probe.user(),
         headers: &request.decision_headers,
         client: Some(arrival.client.ip()),
-        now: Instant::now(),
+        now,
         explain: false,
     };
-    let planned = plan::plan(&facts, &ingress.env(policy.as_deref()));
-    known.classified = Some(classified.clone());
-    let plan = match planned {
+    let plan = match plan::plan(&facts, &ingress.env(policy.as_deref())) {
         Ok(p) => p,
         Err(r) => {
-            known.decided = Some(r.decided.clone());
-            return Err(known.refuse(ApiError::from_refusal(&r)));
+            let error = ApiError::from_refusal(&r);
+            known.classified = Some(classified);
+            known.decided = Some(r.decided);
+            return Err(known.refuse(error));
         }
     };
-    known.decided = Some(plan.decided.clone());
     if plan.decided.tier > Tier::Public {
         // Types and counts only: never the values.
         info!(request_id = %arrival.id, tier = %plan.decided.tier, entities = %classified.summary(), unscannable = ?classified.unscannable, rule = %plan.decided.rule, "classified");
     }
+    known.classified = Some(classified);
     ingress.metrics.overhead(arrival.started.elapsed());
     let out = Outbound {
         request_id: &arrival.id,
@@ -221,13 +222,17 @@ where
     };
     let answer = match forward::forward(&ingress.pool, &ingress.codec, &plan, out).await {
         Ok(a) => a,
-        Err(e) => return Err(known.refuse(ApiError::from_forward(&e, &plan))),
+        Err(e) => {
+            let error = ApiError::from_forward(&e, &plan);
+            known.decided = Some(plan.decided);
+            return Err(known.refuse(error));
+        }
     };
     if let Some(key) = plan.pin {
         // A conversation that carried restricted data stays where it went.
         let env = ingress.env(policy.as_deref());
         if let Some(j) = plan::jurisdiction_of(&env, &answer.link.region) {
-            ingress.pins.pin(key, j, facts.now);
+            ingress.pins.pin(key, j, now);
         }
     }
     Ok(respond::answer(ingress, arrival, known, &plan, answer))

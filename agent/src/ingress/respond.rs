@@ -32,7 +32,8 @@ pub struct Known {
     pub bytes_in: u64,
     /// What the classifier found, once it ran.
     pub classified: Option<RequestClassification>,
-    /// The decision, once made.
+    /// The decision, when the request was refused after it was made (a
+    /// forwarded request's is in its plan).
     pub decided: Option<Decided>,
 }
 
@@ -58,11 +59,11 @@ impl Known {
 fn record(
     arrival: &Arrival,
     known: &Known,
+    decided: Option<&Decided>,
     decision: &str,
     status: u16,
     served: Option<(&str, &str)>,
 ) -> NewRecord {
-    let decided = known.decided.as_ref();
     let c = known.classified.as_ref();
     NewRecord {
         time_ms: arrival.time_ms,
@@ -121,6 +122,7 @@ pub fn answer(
     let rec = record(
         arrival,
         &known,
+        Some(&plan.decided),
         "allow",
         status.as_u16(),
         Some((link.region.as_str(), &link.name)),
@@ -184,7 +186,14 @@ pub fn answer(
 pub async fn refused(ingress: &Ingress, arrival: &Arrival, r: Refused) -> http::Response<Body> {
     let Refused { error, known } = r;
     info!(request_id = %arrival.id, client = %arrival.client, method = %arrival.method, path = %arrival.path, status = error.status.as_u16(), code = error.code, "refused");
-    let mut rec = record(arrival, &known, error.decision, error.status.as_u16(), None);
+    let mut rec = record(
+        arrival,
+        &known,
+        known.decided.as_ref(),
+        error.decision,
+        error.status.as_u16(),
+        None,
+    );
     rec.outcome = format!("refused:{}", error.code);
     rec.latency_ms = arrival.started.elapsed().as_secs_f64() * 1e3;
     ingress
