@@ -281,15 +281,7 @@ async fn status(State(admin): State<Arc<Admin>>) -> Response {
         .pool
         .links()
         .iter()
-        .map(|l| {
-            json!({
-                "region": l.region.as_str(),
-                "endpoint": l.name,
-                "address": l.address,
-                "up": l.is_up(),
-                "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
-            })
-        })
+        .map(|l| metrics::gateway_status(l))
         .collect();
     reply(
         StatusCode::OK,

@@ -286,6 +286,16 @@ async fn gateway_rejects_agent_certificate_from_another_ca() {
             || why.contains("BadCertificate"),
         "{why}"
     );
+    // An admin sees the same reason in the status.
+    let st = send(
+        "GET",
+        &format!("http://{}/v1/status", agent.observe_addr()),
+        "",
+    )
+    .await
+    .json();
+    assert_eq!(st["gateways"][0]["up"], false, "{st}");
+    assert_eq!(st["gateways"][0]["last_error"], why.as_str(), "{st}");
 }
 
 #[tokio::test]

@@ -442,6 +442,23 @@ async fn metrics(State(observe): State<Arc<Observe>>) -> Response {
     )
 }
 
+/// One gateway link as `/v1/status` and the admin socket's status show it:
+/// where it is, whether it is up and healthy, its round trip, its counts,
+/// and why the last connection attempt failed while it is down.
+pub(crate) fn gateway_status(l: &crate::transport::pool::GatewayLink) -> serde_json::Value {
+    json!({
+        "region": l.region.as_str(),
+        "endpoint": l.name,
+        "address": l.address,
+        "up": l.is_up(),
+        "health": l.health().as_str(),
+        "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
+        "requests": l.requests.load(Ordering::Relaxed),
+        "failures": l.failures.load(Ordering::Relaxed),
+        "last_error": l.last_error(),
+    })
+}
+
 async fn status(State(observe): State<Arc<Observe>>) -> Response {
     let (ready, problems) = observe.readiness();
     let audit = observe.audit.stats();
@@ -449,17 +466,7 @@ async fn status(State(observe): State<Arc<Observe>>) -> Response {
         .pool
         .links()
         .iter()
-        .map(|l| {
-            json!({
-                "region": l.region.as_str(),
-                "endpoint": l.name,
-                "address": l.address,
-                "health": l.health().as_str(),
-                "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
-                "requests": l.requests.load(Ordering::Relaxed),
-                "failures": l.failures.load(Ordering::Relaxed),
-            })
-        })
+        .map(|l| gateway_status(l))
         .collect();
     let body = json!({
         "software": crate::SOFTWARE,
