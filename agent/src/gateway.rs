@@ -24,7 +24,8 @@ use crate::config::GatewayConfig;
 use crate::policy::active::{OpenError, PolicyState};
 use crate::transport::stream::quic::{Quic, QuicRecv, QuicSend};
 use crate::transport::stream::{
-    call, read_frame, read_to_end, send_frame, FrameStream, RecvHalf, SendHalf,
+    call, read_frame, read_to_end, send_frame, CallError, FrameStream, RecvHalf, SendHalf,
+    StreamError,
 };
 use crate::transport::tls::{Identity, TlsError, TlsMaterial};
 use crate::transport::RESET_UPSTREAM_FAILED;
@@ -73,27 +74,29 @@ impl Prober {
     /// Asks the gateway one question on a new connection with the gateway's
     /// own (probe) identity, within `timeout`: its answer frame, or why none
     /// came.
-    pub async fn ask(&self, frame: &Frame, timeout: Duration) -> Result<Frame, String> {
+    pub async fn ask(&self, frame: &Frame, timeout: Duration) -> Result<Frame, CallError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| CallError::Stream(StreamError::Open(e.to_string()));
         let bind: SocketAddr = if self.addr.is_ipv6() {
             (std::net::Ipv6Addr::LOCALHOST, 0).into()
         } else {
             (std::net::Ipv4Addr::LOCALHOST, 0).into()
         };
-        let endpoint = quinn::Endpoint::client(bind).map_err(|e| e.to_string())?;
+        let endpoint = quinn::Endpoint::client(bind).map_err(|e| unreachable(&e))?;
         let codec = Codec::default();
         let asked = async {
             let conn = endpoint
                 .connect_with((**self.client.load()).clone(), self.addr, "localhost")
-                .map_err(|e| e.to_string())?
+                .map_err(|e| unreachable(&e))?
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| unreachable(&e))?;
             let answer = call(&Quic(conn.clone()), &codec, frame, timeout).await;
             conn.close(0u32.into(), b"probe done");
-            answer.map_err(|e| e.to_string())
+            answer
         };
         let answer = tokio::time::timeout(timeout, asked)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")));
+            .unwrap_or(Err(CallError::Timeout(timeout)));
         endpoint.close(0u32.into(), b"probe done");
         answer
     }
