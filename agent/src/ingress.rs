@@ -198,7 +198,8 @@ where
         now,
         explain: false,
     };
-    let plan = match plan::plan(&facts, &ingress.env(policy.as_deref())) {
+    let env = ingress.env(policy.as_deref());
+    let plan = match plan::plan(&facts, &env) {
         Ok(p) => p,
         Err(r) => {
             let error = ApiError::from_refusal(&r);
@@ -230,7 +231,6 @@ where
     };
     if let Some(key) = plan.pin {
         // A conversation that carried restricted data stays where it went.
-        let env = ingress.env(policy.as_deref());
         if let Some(j) = plan::jurisdiction_of(&env, &answer.link.region) {
             ingress.pins.pin(key, j, now);
         }

@@ -279,10 +279,7 @@ pub fn test(
     };
     let forwarded = pick(crate::gateway::upstream::FORWARD_REQUEST_HEADERS);
     let decision_headers = pick(&plan::DECISION_HEADERS);
-    let pairs: Vec<(&str, &str)> = forwarded
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let pairs = crate::ingress::read::header_pairs(&forwarded);
     let classified = classifier
         .scan_request_with_headers(&body, &pairs, policy.unscannable_tier())
         .map_err(|e| invalid(e.to_string()))?;

@@ -74,11 +74,11 @@ pub async fn forward(
     plan: &Plan,
     out: Outbound<'_>,
 ) -> Result<Answer, ForwardError> {
-    let regions = plan.regions();
     let mut tried: Vec<Arc<GatewayLink>> = Vec::new();
     let mut last = None;
     for _ in 0..2 {
-        let Some((link, conn)) = pool.pick(&regions, &tried) else {
+        let Some((link, conn)) = pool.pick(plan.candidates.iter().map(|c| &c.region), &tried)
+        else {
             break;
         };
         let head = RequestHead {

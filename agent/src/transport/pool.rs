@@ -418,9 +418,9 @@ impl GatewayPool {
     /// Picks a link for a request: regions in the given (policy) order; within
     /// a region, the healthy link with the lowest round trip. Links in
     /// `exclude` (already tried) are skipped. Never a region not listed.
-    pub fn pick(
+    pub fn pick<'r>(
         &self,
-        regions: &[RegionId],
+        regions: impl IntoIterator<Item = &'r RegionId>,
         exclude: &[Arc<GatewayLink>],
     ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
         let links = self.links.load();
