@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
 
-const INVISIBLE: [char; 6] = ['\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}'];
+const INVISIBLE: [char; 6] = [
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}',
+];
 const SEPARATORS: [&str; 8] = [" ", "-", "\u{A0}", ".", "_", "/", "\u{2013}", "  "];
 
 fuzz_target!(|data: &[u8]| {
@@ -39,17 +41,44 @@ fuzz_target!(|data: &[u8]| {
         .flat_map(|ch| [Some(ch), ch.is_ascii_digit().then_some(invisible)])
         .flatten()
         .collect();
-    assert!(tier_of(&c.scan(&hidden)) >= tier, "format characters lowered the tier");
+    assert!(
+        tier_of(&c.scan(&hidden)) >= tier,
+        "format characters lowered the tier"
+    );
     // The separators inside a grouped restricted number (Aadhaar, VID, card, ABHA)
     // replaced by another separator the spec allows.
     let sep = SEPARATORS[(pick / INVISIBLE.len()) % SEPARATORS.len()];
     for e in found.iter().filter(|e| {
         matches!(
             e.kind,
-            EntityType::Aadhaar | EntityType::AadhaarVid | EntityType::PaymentCard | EntityType::Abha
+            EntityType::Aadhaar
+                | EntityType::AadhaarVid
+                | EntityType::PaymentCard
+                | EntityType::Abha
         )
     }) {
-        let inside = text[e.start..e.end].replace([' ', '-'], sep);
+        // Each run of separators between two digit groups (anything that is not a
+        // digit: spaces, dashes, ". ", a line break) becomes one `sep`; the spec
+        // allows up to three spaces, so a run is not multiplied. Fullwidth and
+        // bold digits count as digits.
+        let mut inside = String::new();
+        let mut in_run = false;
+        for ch in text[e.start..e.end].chars() {
+            if INVISIBLE.contains(&ch) {
+                // Format characters are ignored by the scanner; dropping them
+                // keeps the digit groups as they were.
+                continue;
+            }
+            if !ch.is_numeric() {
+                if !in_run {
+                    inside.push_str(sep);
+                }
+                in_run = true;
+            } else {
+                inside.push(ch);
+                in_run = false;
+            }
+        }
         let swapped = format!("{}{inside}{}", &text[..e.start], &text[e.end..]);
         assert_eq!(
             tier_of(&c.scan(&swapped)),
