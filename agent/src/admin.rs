@@ -14,6 +14,7 @@
 //! Errors are `{"error":{"message","type":"admin_error","code","param":null}}`;
 //! an unknown path is a 404, a known path with another method a 405.
 
+pub mod cli;
 pub mod metrics;
 
 use std::path::{Path, PathBuf};

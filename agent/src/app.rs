@@ -14,7 +14,7 @@ use crate::config::AgentConfig;
 use crate::ingress::{self, Ingress};
 use crate::policy::active::PolicyState;
 use crate::transport::pool::{GatewayPool, LinkSpec};
-use crate::transport::tls::{TlsError, TlsMaterial};
+use crate::transport::tls::{Identity, TlsError, TlsMaterial};
 
 /// A running agent.
 #[derive(Debug)]
@@ -66,12 +66,19 @@ pub enum StartError {
     /// The QUIC client endpoint could not be created.
     #[error("cannot open QUIC endpoint: {0}")]
     Quic(std::io::Error),
+    /// `tls.cert` is not an agent certificate.
+    #[error("tls.cert names {0}, not an agent identity (urn:residency:agent:NAME)")]
+    WrongIdentity(String),
 }
 
 impl AgentHandle {
     /// Loads TLS material, starts the gateway links and binds the HTTP listener.
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
         let tls = TlsMaterial::load(&cfg.tls)?;
+        let ids = tls.identities();
+        if !ids.iter().any(|i| matches!(i, Identity::Agent(_))) {
+            return Err(StartError::WrongIdentity(format!("{ids:?}")));
+        }
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
         let geo_swap = Arc::new(arc_swap::ArcSwap::new(geo.clone()));
         let metrics = Arc::new(crate::admin::metrics::Metrics::default());
@@ -131,6 +138,12 @@ impl AgentHandle {
             &metrics,
         )));
         let tracker = TaskTracker::new();
+        metrics.cert_not_after.set(tls.not_after().unwrap_or(0));
+        tracker.spawn(crate::transport::tls::watch_expiry(
+            "tls.cert",
+            metrics.cert_not_after.clone(),
+            shutdown.clone(),
+        ));
         let observe_listener = crate::admin::metrics::bind(cfg.observe_listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -247,12 +260,19 @@ impl AgentHandle {
     pub fn reload(&self, cfg: &AgentConfig) -> Result<Vec<&'static str>, String> {
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
         let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
+        let ids = tls.identities();
+        if !ids.iter().any(|i| matches!(i, Identity::Agent(_))) {
+            return Err(StartError::WrongIdentity(format!("{ids:?}")).to_string());
+        }
         let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
             .map_err(|e| e.to_string())?;
         let geo = Arc::new(crate::geo::Geo::load(&cfg.geo).map_err(|e| e.to_string())?);
         // The last fallible step; everything after it only swaps.
         self.pool.reconfigure(&link_specs(cfg), &tls, &cfg.quic)?;
         self.policy.set_trusted_keys(keys);
+        self.metrics
+            .cert_not_after
+            .set(tls.not_after().unwrap_or(0));
         self.geo.store(geo.clone());
         self.pins
             .set_ttl(Duration::from_secs(cfg.routing.pin_ttl_secs));

@@ -5,21 +5,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use residency_proto::RegionId;
 
-use crate::config::{AgentConfig, GatewayConfig};
-use crate::telemetry::{self, LogFormat};
+use crate::daemon::{self, DaemonError};
+use crate::telemetry::LogFormat;
 
 /// Exit code for a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 64;
 /// Exit code for bad input data.
 pub const EXIT_DATA: u8 = 65;
-
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
 
 /// Routes LLM requests only to the regions a compliance policy allows.
 #[derive(Debug, Parser)]
@@ -52,6 +48,7 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run a mock provider, three gateways and the agent on loopback.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Classify text (or an OpenAI request body) and print the entities as JSON.
     Classify(ClassifyArgs),
@@ -277,6 +274,12 @@ pub enum KeysCommand {
         /// Extra DNS name or IP address for gateway certificates (repeatable).
         #[arg(long = "san")]
         sans: Vec<String>,
+        /// Days the gateway, agent and admin certificates are valid.
+        #[arg(long, default_value_t = crate::keys::LEAF_DAYS)]
+        days: u32,
+        /// Days the fleet CA is valid.
+        #[arg(long, default_value_t = crate::keys::CA_DAYS)]
+        ca_days: u32,
     },
 }
 
@@ -298,12 +301,16 @@ pub fn run(cli: Cli) -> ExitCode {
                     regions,
                     agent_name,
                     sans,
+                    days,
+                    ca_days,
                 },
         } => {
             let spec = crate::keys::KeysSpec {
                 regions,
                 agent_name,
                 extra_names: sans,
+                ca_days,
+                leaf_days: days,
             };
             match crate::keys::generate(&out, &spec) {
                 Ok(k) => {
@@ -347,69 +354,22 @@ pub fn run(cli: Cli) -> ExitCode {
                 (Ok(()), Err(e)) => fail(&format!("cannot write output: {e}"), 1),
             }
         }
-        Command::Run { config } => {
-            telemetry::init(cli.log_format, &cli.log_level);
-            let cfg = match AgentConfig::load(&config) {
-                Ok(c) => c,
-                Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-            };
-            block_on_with(Some(cfg.worker_threads), async move {
-                let agent = match crate::AgentHandle::start(cfg).await {
-                    Ok(a) => a,
-                    Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-                };
-                // Config and policy are loaded and the listeners bound.
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                let agent = std::sync::Arc::new(agent);
-                let mut usec = 0;
-                if sd_notify::watchdog_enabled(false, &mut usec) {
-                    // Fed only while the request path answers.
-                    let a = agent.clone();
-                    feed_watchdog(Duration::from_micros(usec / 2), move || {
-                        let a = a.clone();
-                        async move { a.request_path_alive().await }
-                    });
-                }
-                serve_signals(|| AgentConfig::load(&config), |new| agent.reload(new)).await;
-                tracing::info!("draining");
-                agent.shutdown(DRAIN_GRACE).await;
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Gateway { config } => {
-            telemetry::init(cli.log_format, &cli.log_level);
-            let cfg = match GatewayConfig::load(&config) {
-                Ok(c) => c,
-                Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-            };
-            block_on_with(cfg.worker_threads, async move {
-                let gw = match crate::GatewayHandle::start(cfg).await {
-                    Ok(g) => g,
-                    Err(e) => return fail(&e.to_string(), EXIT_CONFIG),
-                };
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-                let mut usec = 0;
-                if sd_notify::watchdog_enabled(false, &mut usec) {
-                    // Fed only while a new connection gets an answer.
-                    let prober = gw.prober();
-                    feed_watchdog(Duration::from_micros(usec / 2), move || {
-                        let p = prober.clone();
-                        async move { p.alive().await }
-                    });
-                }
-                serve_signals(|| GatewayConfig::load(&config), |new| gw.reload(new)).await;
-                tracing::info!("draining");
-                gw.shutdown(DRAIN_GRACE).await;
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Run { config } => exit(
+            daemon::run_agent(&config, cli.log_format, &cli.log_level),
+            DaemonError::exit_code,
+        ),
+        Command::Gateway { config } => exit(
+            daemon::run_gateway(&config, cli.log_format, &cli.log_level),
+            DaemonError::exit_code,
+        ),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let level = if args.check && std::env::var_os("RUST_LOG").is_none() {
                 "warn"
             } else {
                 cli.log_level.as_str()
             };
-            telemetry::init(
+            crate::telemetry::init(
                 if cli.log_format == LogFormat::Auto {
                     LogFormat::Text
                 } else {
@@ -509,92 +469,37 @@ fn run_policy(command: PolicyCommand) -> ExitCode {
             agent,
             socket,
         } => {
+            use crate::admin::cli::{self as admin_cli, PushTarget};
             let bytes = match std::fs::read(&bundle) {
                 Ok(b) => b,
                 Err(e) => return fail(&format!("{}: {e}", bundle.display()), EXIT_DATA),
             };
+            let target = match (agent, gateway) {
+                (true, _) => PushTarget::Agent { socket },
+                (false, Some(address)) => PushTarget::Gateway {
+                    address,
+                    server_name,
+                    tls: crate::transport::tls::TlsFiles { ca, cert, key },
+                },
+                (false, None) => return fail("give --gateway ADDR or --agent", EXIT_CONFIG),
+            };
             block_on(async move {
-                if agent {
-                    let r = crate::admin::agent_request(
-                        &socket,
-                        http::Method::PUT,
-                        "/v1/admin/policy",
-                        bytes.into(),
-                    )
-                    .await;
-                    return match r {
-                        Ok((status, v)) if status.is_success() => {
-                            println!("agent activated policy version {}", v["version"]);
-                            ExitCode::SUCCESS
-                        }
-                        Ok((_, v)) => fail(
-                            &format!(
-                                "agent refused the bundle: {}",
-                                v["error"]["message"].as_str().unwrap_or("unknown reason")
-                            ),
-                            EXIT_DATA,
-                        ),
-                        Err(e) => fail(&e.to_string(), 1),
-                    };
-                }
-                let Some(address) = gateway else {
-                    return fail("give --gateway ADDR or --agent", EXIT_CONFIG);
-                };
-                let name = server_name.unwrap_or_else(|| host_of(&address));
-                let tls = crate::transport::tls::TlsFiles { ca, cert, key };
-                match crate::admin::push_to_gateway(&address, &name, &tls, bytes).await {
-                    Ok(v) => {
-                        println!("gateway {address} activated policy version {v}; connected agents fetch it now");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e @ crate::admin::AdminError::Refused(_)) => {
-                        fail(&e.to_string(), EXIT_DATA)
-                    }
-                    Err(e) => fail(&e.to_string(), 1),
-                }
+                let pushed = admin_cli::push(target, bytes, &mut std::io::stdout()).await;
+                exit(pushed, admin_exit)
             })
         }
         PolicyCommand::History { socket } => block_on(async move {
-            let active = crate::admin::agent_request(
-                &socket,
-                http::Method::GET,
-                "/v1/admin/policy",
-                bytes::Bytes::new(),
-            )
-            .await;
-            let hist = crate::admin::agent_request(
-                &socket,
-                http::Method::GET,
-                "/v1/admin/policy/history",
-                bytes::Bytes::new(),
-            )
-            .await;
-            match (active, hist) {
-                (Ok((_, a)), Ok((_, h))) => {
-                    println!(
-                        "active: {} (source {})",
-                        a["version"],
-                        a["source"].as_str().unwrap_or("?")
-                    );
-                    println!("refused bundles since start: {}", a["refused_bundles"]);
-                    println!(
-                        "{:>10}  {:<18}  {:<12}  active",
-                        "version", "key id", "issued at"
-                    );
-                    for item in h["history"].as_array().into_iter().flatten() {
-                        println!(
-                            "{:>10}  {:<18}  {:<12}  {}",
-                            item["version"].to_string(),
-                            item["key_id"].as_str().unwrap_or("?"),
-                            item["issued_at"].to_string(),
-                            if item["active"] == true { "*" } else { "" }
-                        );
-                    }
-                    ExitCode::SUCCESS
-                }
-                (Err(e), _) | (_, Err(e)) => fail(&e.to_string(), 1),
-            }
+            let listed = crate::admin::cli::history(&socket, &mut std::io::stdout()).await;
+            exit(listed, admin_exit)
         }),
+    }
+}
+
+/// A refused request is bad input (65); an unreachable peer is 1.
+fn admin_exit(e: &crate::admin::AdminError) -> u8 {
+    match e {
+        crate::admin::AdminError::Refused(_) => EXIT_DATA,
+        _ => 1,
     }
 }
 
@@ -687,111 +592,23 @@ fn run_audit(command: AuditCommand) -> ExitCode {
     }
 }
 
-/// The host part of `host:port` or `[v6]:port`.
-fn host_of(address: &str) -> String {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_owned();
-    }
-    address
-        .rsplit_once(':')
-        .map_or(address, |(h, _)| h)
-        .to_owned()
-}
-
 fn fail(message: &str, code: u8) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(code)
 }
 
+/// Runs `f` on a fresh runtime.
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
-    block_on_with(None, f)
-}
-
-/// [`block_on`] with `workers` runtime threads (default: one per CPU).
-fn block_on_with<F: std::future::Future<Output = ExitCode>>(
-    workers: Option<usize>,
-    f: F,
-) -> ExitCode {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
-    match builder.enable_all().build() {
+    match daemon::runtime(None) {
         Ok(rt) => rt.block_on(f),
         Err(e) => fail(&format!("cannot start the runtime: {e}"), 1),
     }
 }
 
-/// Feeds the systemd watchdog every `every`, but only while `alive` says the
-/// request path answers; otherwise systemd restarts the service.
-fn feed_watchdog<F, Fut>(every: Duration, alive: F)
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            if alive().await {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
-            } else {
-                tracing::warn!("the request path did not answer; not feeding the watchdog");
-            }
-        }
-    });
-}
-
-/// Handles signals as systemd sends them until SIGTERM or SIGINT: SIGHUP
-/// loads the config again and applies it (a bad one changes nothing), with
-/// RELOADING=1 and READY=1 around it. Sends STOPPING=1 before returning.
-async fn serve_signals<C, E: std::fmt::Display>(
-    load: impl Fn() -> Result<C, E>,
-    apply: impl Fn(&C) -> Result<Vec<&'static str>, String>,
-) {
-    while let Signal::Reload = next_signal().await {
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-        match load() {
-            Ok(new) => match apply(&new) {
-                Ok(restart) if restart.is_empty() => {}
-                Ok(restart) => {
-                    tracing::warn!(settings = ?restart, "these changes take effect after a restart")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reload failed; the running configuration stays")
-                }
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "reload refused; the running configuration stays")
-            }
-        }
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+/// Prints a failed command's error; `code` says which exit code it earns.
+fn exit<E: std::fmt::Display>(result: Result<(), E>, code: impl Fn(&E) -> u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string(), code(&e)),
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-}
-
-/// A signal the daemon acts on.
-enum Signal {
-    /// SIGHUP: reload the configuration.
-    Reload,
-    /// SIGTERM or SIGINT: drain and stop.
-    Stop,
-}
-
-async fn next_signal() -> Signal {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            return tokio::select! {
-                _ = term.recv() => Signal::Stop,
-                _ = hup.recv() => Signal::Reload,
-                _ = tokio::signal::ctrl_c() => Signal::Stop,
-            };
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-    Signal::Stop
 }

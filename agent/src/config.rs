@@ -223,6 +223,14 @@ pub struct UpstreamConfig {
     /// Largest request body forwarded, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// How long an idle connection to the provider is kept for reuse, in
+    /// seconds; it is closed after that.
+    #[serde(default = "default_upstream_idle")]
+    pub idle_timeout_secs: u64,
+    /// Most idle connections kept per provider host; more are closed once
+    /// their response is done.
+    #[serde(default = "default_upstream_max_idle")]
+    pub max_idle_per_host: usize,
 }
 
 /// A configuration file that cannot be used.
@@ -290,6 +298,14 @@ fn default_unscannable_tier() -> residency_proto::Tier {
 
 fn default_upstream_timeout() -> u64 {
     600
+}
+
+fn default_upstream_idle() -> u64 {
+    90
+}
+
+fn default_upstream_max_idle() -> usize {
+    32
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -554,6 +570,12 @@ impl GatewayConfig {
             return Err(invalid(
                 "upstream.timeout_secs",
                 "must be at least 1".into(),
+            ));
+        }
+        if self.upstream.idle_timeout_secs == 0 {
+            return Err(invalid(
+                "upstream.idle_timeout_secs",
+                "must be at least 1 (idle provider connections are closed after it)".into(),
             ));
         }
         self.quic

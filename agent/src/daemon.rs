@@ -1,4 +1,120 @@
-//! The process as a service: what it does on the signals systemd sends.
+//! The process as a service: running the agent or a gateway under systemd
+//! (readiness, the watchdog, SIGHUP reload, drain on SIGTERM) and the tokio
+//! runtime the commands run on.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::app::StartError;
+use crate::config::{AgentConfig, ConfigError, GatewayConfig};
+use crate::gateway::GatewayError;
+use crate::telemetry::{self, LogFormat};
+
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+/// Why the agent or a gateway could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The agent could not start.
+    #[error(transparent)]
+    Agent(#[from] StartError),
+    /// The gateway could not start.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// The tokio runtime could not be built.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// 64 (EX_USAGE) for a bad configuration or one the daemon cannot start
+    /// with, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Runtime(_) => 1,
+            _ => 64,
+        }
+    }
+}
+
+/// A signal the daemon acts on.
+enum Signal {
+    /// SIGHUP: reload the configuration.
+    Reload,
+    /// SIGTERM or SIGINT: drain and stop.
+    Stop,
+}
+
+/// Runs the agent with the config at `config` until SIGTERM or SIGINT, then
+/// drains. Logging starts first, with `log_level` unless RUST_LOG is set.
+pub fn run_agent(config: &Path, log_format: LogFormat, log_level: &str) -> Result<(), DaemonError> {
+    telemetry::init(log_format, log_level);
+    let cfg = AgentConfig::load(config)?;
+    runtime(Some(cfg.worker_threads))
+        .map_err(DaemonError::Runtime)?
+        .block_on(async move {
+            let agent = crate::AgentHandle::start(cfg).await?;
+            // Config and policy are loaded and the listeners bound.
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            let agent = std::sync::Arc::new(agent);
+            let mut usec = 0;
+            if sd_notify::watchdog_enabled(false, &mut usec) {
+                // Fed only while the request path answers.
+                let a = agent.clone();
+                feed_watchdog(Duration::from_micros(usec / 2), move || {
+                    let a = a.clone();
+                    async move { a.request_path_alive().await }
+                });
+            }
+            serve_signals(|| AgentConfig::load(config), |new| agent.reload(new)).await;
+            tracing::info!("draining");
+            agent.shutdown(DRAIN_GRACE).await;
+            Ok(())
+        })
+}
+
+/// Runs a gateway with the config at `config` until SIGTERM or SIGINT, then
+/// drains. Logging starts first, with `log_level` unless RUST_LOG is set.
+pub fn run_gateway(
+    config: &Path,
+    log_format: LogFormat,
+    log_level: &str,
+) -> Result<(), DaemonError> {
+    telemetry::init(log_format, log_level);
+    let cfg = GatewayConfig::load(config)?;
+    runtime(cfg.worker_threads)
+        .map_err(DaemonError::Runtime)?
+        .block_on(async move {
+            let gw = crate::GatewayHandle::start(cfg).await?;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            let mut usec = 0;
+            if sd_notify::watchdog_enabled(false, &mut usec) {
+                // Fed only while a new connection gets an answer.
+                let prober = gw.prober();
+                feed_watchdog(Duration::from_micros(usec / 2), move || {
+                    let p = prober.clone();
+                    async move { p.alive().await }
+                });
+            }
+            serve_signals(|| GatewayConfig::load(config), |new| gw.reload(new)).await;
+            tracing::info!("draining");
+            gw.shutdown(DRAIN_GRACE).await;
+            Ok(())
+        })
+}
+
+/// A multi-thread runtime with `workers` threads (default: one per CPU).
+pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build()
+}
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 pub async fn wait_for_signal() {
@@ -14,4 +130,70 @@ pub async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Feeds the systemd watchdog every `every`, but only while `alive` says the
+/// request path answers; otherwise systemd restarts the service.
+fn feed_watchdog<F, Fut>(every: Duration, alive: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            if alive().await {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::warn!("the request path did not answer; not feeding the watchdog");
+            }
+        }
+    });
+}
+
+/// Handles signals as systemd sends them until SIGTERM or SIGINT: SIGHUP
+/// loads the config again and applies it (a bad one changes nothing), with
+/// RELOADING=1 and READY=1 around it. Sends STOPPING=1 before returning.
+async fn serve_signals<C, E: std::fmt::Display>(
+    load: impl Fn() -> Result<C, E>,
+    apply: impl Fn(&C) -> Result<Vec<&'static str>, String>,
+) {
+    while let Signal::Reload = next_signal().await {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+        match load() {
+            Ok(new) => match apply(&new) {
+                Ok(restart) if restart.is_empty() => {}
+                Ok(restart) => {
+                    tracing::warn!(settings = ?restart, "these changes take effect after a restart")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; the running configuration stays")
+                }
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused; the running configuration stays")
+            }
+        }
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+}
+
+async fn next_signal() -> Signal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            return tokio::select! {
+                _ = term.recv() => Signal::Stop,
+                _ = hup.recv() => Signal::Reload,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Signal::Stop
 }

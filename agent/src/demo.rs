@@ -67,6 +67,7 @@ impl Demo {
                 regions: regions.clone(),
                 agent_name: "demo-branch".into(),
                 extra_names: Vec::new(),
+                ..KeysSpec::default()
             },
         )
         .map_err(|e| err("generating certificates", &e))?;

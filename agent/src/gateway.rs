@@ -43,6 +43,8 @@ pub struct GatewayHandle {
     prober: Prober,
     state: Arc<arc_swap::ArcSwap<State>>,
     config: std::sync::Mutex<GatewayConfig>,
+    /// When the gateway's own certificate expires (Unix seconds).
+    cert_not_after: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Checks that a gateway's request path answers, as a peer would: a fresh
@@ -166,6 +168,13 @@ impl GatewayHandle {
         )?));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let cert_not_after = prometheus_client::metrics::gauge::Gauge::default();
+        cert_not_after.set(tls.not_after().unwrap_or(0));
+        tracker.spawn(crate::transport::tls::watch_expiry(
+            "tls.cert",
+            cert_not_after.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(accept(
             endpoint.clone(),
             state.clone(),
@@ -195,6 +204,7 @@ impl GatewayHandle {
             endpoint,
             shutdown,
             tracker,
+            cert_not_after,
         })
     }
 
@@ -278,6 +288,7 @@ impl GatewayHandle {
         self.endpoint.set_server_config(Some(server));
         self.prober.client.store(Arc::new(probe));
         self.policy.set_trusted_keys(keys);
+        self.cert_not_after.set(tls.not_after().unwrap_or(0));
         self.state.store(Arc::new(state));
         let mut applied = cfg.clone();
         applied.listen = current.listen;
@@ -343,10 +354,17 @@ async fn accept(
         let state = state.clone();
         let shutdown = shutdown.clone();
         let t = tracker.clone();
+        let remote = incoming.remote_address();
         tracker.spawn(async move {
             match incoming.await {
                 Ok(conn) => serve_connection(conn, state, shutdown, t).await,
-                Err(e) => debug!(error = %e, "handshake failed"),
+                // A refused certificate (another CA, expired, no client
+                // certificate) is a TLS error of this side: say so, with the
+                // peer; other failures (timeouts, resets) are routine.
+                Err(quinn::ConnectionError::TransportError(e)) => {
+                    warn!(remote = %remote, reason = %e, "handshake refused")
+                }
+                Err(e) => debug!(remote = %remote, error = %e, "handshake failed"),
             }
         });
     }
@@ -413,18 +431,13 @@ async fn serve_stream<S: SendHalf, R: RecvHalf>(
             return;
         }
     };
+    if let Err(why) = permitted(&peer, &frame) {
+        debug!(peer = %peer, why, "stream refused");
+        refuse(send, &state.codec, ErrorCode::NotPermitted, why.into()).await;
+        return;
+    }
     match frame {
         Frame::Ping { nonce } => answer(send, &state.codec, &Frame::Pong { nonce }).await,
-        // The gateway's own certificate is good for liveness probes only.
-        _ if matches!(peer, Identity::Gateway(_)) => {
-            refuse(
-                send,
-                &state.codec,
-                ErrorCode::NotPermitted,
-                "a gateway identity may only probe".into(),
-            )
-            .await
-        }
         Frame::Hello(_) => control(send, FrameStream::new(recv, state.codec, rest), &state).await,
         Frame::RequestHead(head) => forward(send, recv, rest, head, &state).await,
         Frame::PolicyFetch { version } => serve_policy(send, version, &state).await,
@@ -438,6 +451,22 @@ async fn serve_stream<S: SendHalf, R: RecvHalf>(
             )
             .await
         }
+    }
+}
+
+/// Whether `peer` may open a stream that starts with `frame`: an agent
+/// holds a control stream, sends requests and fetches or relays policy; an
+/// operator's admin certificate only pushes policy; the gateway's own
+/// certificate only probes. Anyone may ping.
+fn permitted(peer: &Identity, frame: &Frame) -> Result<(), &'static str> {
+    match (peer, frame) {
+        (_, Frame::Ping { .. }) => Ok(()),
+        (Identity::Agent(_), _) => Ok(()),
+        (Identity::Admin(_), Frame::PolicyBundle { .. }) => Ok(()),
+        (Identity::Admin(_), _) => {
+            Err("an admin certificate may only push policy, not act as an agent")
+        }
+        (Identity::Gateway(_), _) => Err("a gateway identity may only probe"),
     }
 }
 
@@ -514,12 +543,6 @@ async fn serve_policy<S: SendHalf>(send: S, version: u64, state: &State) {
 /// delivers the bundle, is what makes a policy valid; relaying lets one push
 /// reach every gateway the fleet's agents connect to.
 async fn accept_push<S: SendHalf>(send: S, bundle: Vec<u8>, state: &Arc<State>, peer: &Identity) {
-    if !matches!(peer, Identity::Admin(_) | Identity::Agent(_)) {
-        warn!(peer = %peer, "policy push refused: not an admin or agent certificate");
-        let msg = "policy push needs an admin certificate".to_owned();
-        refuse(send, &state.codec, ErrorCode::NotPermitted, msg).await;
-        return;
-    }
     let policy = state.policy.clone();
     let installed = tokio::task::spawn_blocking(move || policy.install(&bundle)).await;
     match installed {

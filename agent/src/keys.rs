@@ -27,7 +27,16 @@ pub struct KeysSpec {
     pub agent_name: String,
     /// Extra DNS names or IP addresses put on every gateway certificate.
     pub extra_names: Vec<String>,
+    /// How long the fleet CA is valid, in days.
+    pub ca_days: u32,
+    /// How long the gateway, agent and admin certificates are valid, in days.
+    pub leaf_days: u32,
 }
+
+/// Default validity of the fleet CA: ten years.
+pub const CA_DAYS: u32 = 3650;
+/// Default validity of a gateway, agent or admin certificate: one year.
+pub const LEAF_DAYS: u32 = 365;
 
 /// Paths of the files written by [`generate`].
 #[derive(Debug, Clone)]
@@ -72,6 +81,8 @@ impl Default for KeysSpec {
                 .collect(),
             agent_name: "branch-agent".into(),
             extra_names: Vec::new(),
+            ca_days: CA_DAYS,
+            leaf_days: LEAF_DAYS,
         }
     }
 }
@@ -90,8 +101,20 @@ pub fn generate(dir: &Path, spec: &KeysSpec) -> Result<GeneratedKeys, KeysError>
         path: dir.to_owned(),
         source,
     })?;
+    if spec.ca_days == 0 || spec.leaf_days == 0 {
+        return Err(KeysError::Inconsistent(
+            "a certificate must be valid for at least one day".into(),
+        ));
+    }
+    if spec.leaf_days > spec.ca_days {
+        return Err(KeysError::Inconsistent(format!(
+            "certificates valid for {} days would outlive the CA ({} days)",
+            spec.leaf_days, spec.ca_days
+        )));
+    }
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    validity(&mut ca_params, spec.ca_days);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.distinguished_name = name("Residency fleet CA (development)");
     ca_params.key_usages = vec![
@@ -120,6 +143,7 @@ pub fn generate(dir: &Path, spec: &KeysSpec) -> Result<GeneratedKeys, KeysError>
             &names,
             dir,
             &stem,
+            spec.leaf_days,
         )?;
         gateways.push((region.clone(), cert, key));
     }
@@ -130,6 +154,7 @@ pub fn generate(dir: &Path, spec: &KeysSpec) -> Result<GeneratedKeys, KeysError>
         &[],
         dir,
         "agent",
+        spec.leaf_days,
     )?;
     let admin = leaf(
         &ca,
@@ -138,6 +163,7 @@ pub fn generate(dir: &Path, spec: &KeysSpec) -> Result<GeneratedKeys, KeysError>
         &[],
         dir,
         "admin",
+        spec.leaf_days,
     )?;
     Ok(GeneratedKeys {
         dir: dir.to_owned(),
@@ -162,9 +188,11 @@ fn leaf(
     names: &[String],
     dir: &Path,
     stem: &str,
+    days: u32,
 ) -> Result<(PathBuf, PathBuf), KeysError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
+    validity(&mut params, days);
     params.distinguished_name = name(common_name);
     params
         .subject_alt_names
@@ -188,6 +216,13 @@ fn leaf(
     write(&cert_path, cert.pem().as_bytes(), false)?;
     write(&key_path, key.serialize_pem().as_bytes(), true)?;
     Ok((cert_path, key_path))
+}
+
+/// Valid from an hour ago (clocks differ a little) for `days` days.
+fn validity(params: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days));
 }
 
 fn write(path: &Path, bytes: &[u8], private: bool) -> Result<(), KeysError> {

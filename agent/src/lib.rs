@@ -8,7 +8,10 @@
 //! [`gateway`] (in-region, to the provider); [`body`] chains the answer's
 //! body stages. [`app`] wires them together, [`serve`] is the HTTP accept
 //! loop, [`config`] reads the files, [`keys`] makes development
-//! certificates and [`demo`] runs the whole thing on loopback.
+//! certificates and, with the `demo` feature (on by default), `demo` runs
+//! the whole thing on loopback against a mock provider. The demo and its mock
+//! provider serve the `demo` command and the tests; they are not part of the
+//! library's API, and a build without default features leaves them out.
 
 pub mod admin;
 pub mod app;
@@ -18,6 +21,8 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+#[cfg(feature = "demo")]
+#[doc(hidden)]
 pub mod demo;
 pub mod gateway;
 pub mod geo;

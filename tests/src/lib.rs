@@ -60,6 +60,8 @@ pub struct FleetOptions {
     pub agent_extra: String,
     /// Extra sections appended to every gateway.toml.
     pub gateway_extra: String,
+    /// Extra keys in every gateway.toml's `[upstream]` section.
+    pub upstream_extra: String,
 }
 
 impl Default for FleetOptions {
@@ -73,6 +75,7 @@ impl Default for FleetOptions {
             },
             agent_extra: String::new(),
             gateway_extra: String::new(),
+            upstream_extra: String::new(),
         }
     }
 }
@@ -114,9 +117,22 @@ pub fn write_gateway_config_with(
     cert_stem: &str,
     extra: &str,
 ) -> PathBuf {
+    write_gateway_config_full(dir, region, upstream, listen, cert_stem, "", extra)
+}
+
+/// [`write_gateway_config_with`] with extra keys in `[upstream]` too.
+pub fn write_gateway_config_full(
+    dir: &Path,
+    region: &str,
+    upstream: &str,
+    listen: &str,
+    cert_stem: &str,
+    upstream_extra: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(format!("gw-{}.toml", region.replace(':', "-")));
     let text = format!(
-        "region = \"{region}\"\nlisten = \"{listen}\"\nstate_dir = \"gw-state-{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{FAST_QUIC}\n{extra}\n",
+        "region = \"{region}\"\nlisten = \"{listen}\"\nstate_dir = \"gw-state-{}\"\n[tls]\nca = \"certs/ca.pem\"\ncert = \"certs/{cert_stem}.pem\"\nkey = \"certs/{cert_stem}.key\"\n[upstream]\nbase_url = \"{upstream}\"\napi_key = \"provider-key-{}\"\n{upstream_extra}\n{FAST_QUIC}\n{extra}\n",
         region.replace(':', "-"),
         region.replace(':', "-")
     );
@@ -160,6 +176,7 @@ pub fn gen_keys(dir: &Path) -> GeneratedKeys {
             regions: REGIONS.iter().map(|r| RegionId::new(r).unwrap()).collect(),
             agent_name: "test-branch".into(),
             extra_names: vec![],
+            ..KeysSpec::default()
         },
     )
     .expect("generate keys")
@@ -181,12 +198,13 @@ impl Fleet {
                 .await
                 .expect("mock");
             let stem = keys::gateway_stem(&RegionId::new(region).unwrap());
-            let path = write_gateway_config_with(
+            let path = write_gateway_config_full(
                 dir.path(),
                 region,
                 &p.base_url(),
                 "127.0.0.1:0",
                 &stem,
+                &opts.upstream_extra,
                 &opts.gateway_extra,
             );
             let gw = GatewayHandle::start(GatewayConfig::load(&path).expect("gateway config"))
@@ -466,6 +484,18 @@ impl Drop for Proc {
 /// Starts `residency-agent gateway --config PATH` and waits until it logs
 /// that it listens; returns the process and its UDP address.
 pub fn spawn_gateway(config: &Path) -> (Proc, SocketAddr) {
+    let (proc, addr, _) = spawn_gateway_logged(config);
+    (proc, addr)
+}
+
+/// [`spawn_gateway`], also collecting the gateway's JSON log lines.
+pub fn spawn_gateway_logged(
+    config: &Path,
+) -> (
+    Proc,
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(agent_bin())
         .args(["--log-format", "json", "gateway", "--config"])
@@ -486,8 +516,16 @@ pub fn spawn_gateway(config: &Path) -> (Proc, SocketAddr) {
         }
     }
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), addr.expect("gateway did not start"))
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    (Proc(child), addr.expect("gateway did not start"), log)
 }
 
 /// The real agent binary, started by [`spawn_agent`].

@@ -324,6 +324,7 @@ async fn a_region_defined_in_the_config_serves_india_only_data() {
             regions: vec![dc.clone(), us.clone()],
             agent_name: "test-branch".into(),
             extra_names: vec![],
+            ..keys::KeysSpec::default()
         },
     )
     .unwrap();

@@ -263,3 +263,18 @@ async fn admin_socket_errors_keep_their_codes() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], "bad_time");
 }
+
+#[tokio::test]
+async fn metrics_say_when_the_agents_certificate_expires() {
+    // Fleet certificates from `keys gen` are valid for a year by default;
+    // the metric lets an alert fire before one runs out.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let s = metrics(&fleet).await;
+    let not_after = counter(&s, "residency_certificate_not_after_seconds", &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let days = (not_after - now) / 86_400.0;
+    assert!((364.0..=366.0).contains(&days), "{days} days left");
+}

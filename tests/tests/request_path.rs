@@ -166,6 +166,67 @@ async fn two_hundred_concurrent_requests_all_succeed() {
     assert_eq!(fleet.provider("aws:us-east-1").received().len(), 200);
 }
 
+/// Polls `f` every 50 ms until it holds or `limit` passes; whether it held.
+async fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn idle_provider_connections_are_capped_and_closed_after_the_idle_timeout() {
+    let fleet = Fleet::start(FleetOptions {
+        // Streamed answers keep each connection busy long enough that a
+        // burst needs many.
+        mock: MockOptions {
+            chunk_delay: Duration::from_millis(40),
+            ..MockOptions::default()
+        },
+        upstream_extra: "idle_timeout_secs = 2\nmax_idle_per_host = 3\n".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let provider = fleet.provider("aws:us-east-1");
+    let url = format!("{}/chat/completions", fleet.base());
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            send("POST", &url, &chat(&format!("burst {i}"), true)).await
+        }));
+    }
+    for t in tasks {
+        let a = t.await.unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    assert_eq!(provider.received_total(), 24);
+    let peak = provider.peak_connections();
+    assert!(
+        peak > 3,
+        "the burst needed more connections than the cap ({peak})"
+    );
+    // No more than the cap stays open once the burst is over...
+    assert!(
+        eventually(Duration::from_secs(1), || provider.open_connections() <= 3).await,
+        "{} idle provider connections kept, cap is 3",
+        provider.open_connections()
+    );
+    // ...and those close after the idle timeout.
+    assert!(
+        eventually(Duration::from_secs(10), || provider.open_connections() == 0).await,
+        "{} provider connections still open after the idle timeout",
+        provider.open_connections()
+    );
+    // The pool still works afterwards.
+    let a = send("POST", &url, &chat("after", false)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
 #[tokio::test]
 async fn client_errors_are_openai_shaped() {
     let fleet = Fleet::start(FleetOptions {
@@ -620,4 +681,155 @@ async fn a_probe_identity_may_only_ping() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(gw.policy().version(), None, "nothing was installed");
+}
+
+#[tokio::test]
+async fn an_admin_certificate_is_not_an_agent() {
+    // An operator's certificate pushes policy; it may not hold an agent's
+    // control stream or send requests, and an agent will not start with it.
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let gw = fleet.gateways[0].as_ref().unwrap();
+    let files = residency_agent::transport::tls::TlsFiles {
+        ca: fleet.keys.ca_cert.clone(),
+        cert: fleet.keys.admin.0.clone(),
+        key: fleet.keys.admin.1.clone(),
+    };
+    let material = residency_agent::transport::tls::TlsMaterial::load(&files).unwrap();
+    let crypto = material.admin_client_config().unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(
+            quinn::ClientConfig::new(Arc::new(quic)),
+            gw.local_addr(),
+            "localhost",
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let conn = residency_agent::transport::stream::quic::Quic(conn);
+    let codec = residency_proto::Codec::default();
+    let hello = residency_proto::Frame::Hello(residency_proto::Hello {
+        protocol_version: residency_proto::PROTOCOL_VERSION,
+        role: residency_proto::Role::Agent,
+        region: None,
+        software: "test".into(),
+    });
+    let answer =
+        residency_agent::transport::stream::call(&conn, &codec, &hello, Duration::from_secs(5))
+            .await;
+    match answer {
+        Ok(residency_proto::Frame::Error(e)) => {
+            assert_eq!(
+                e.code,
+                residency_proto::ErrorCode::NotPermitted,
+                "{}",
+                e.message
+            );
+            assert!(e.message.contains("admin"), "{}", e.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A ping is fine for anyone.
+    let ping = residency_proto::Frame::Ping { nonce: 7 };
+    match residency_agent::transport::stream::call(&conn, &codec, &ping, Duration::from_secs(5))
+        .await
+    {
+        Ok(residency_proto::Frame::Pong { nonce: 7 }) => {}
+        other => panic!("expected a pong, got {other:?}"),
+    }
+    conn.0.close(0u32.into(), b"done");
+
+    // An agent configured with the admin certificate refuses to start.
+    let text = agent_config_text(
+        "aws:us-east-1",
+        &gateway_block("aws:us-east-1", gw.local_addr()),
+        "",
+    )
+    .replace("certs/agent.pem", "certs/admin.pem")
+    .replace("certs/agent.key", "certs/admin.key");
+    assert!(text.contains("certs/admin.pem"), "{text}");
+    let path = fleet.dir.path().join("admin-agent.toml");
+    std::fs::write(&path, text).unwrap();
+    let err = match AgentHandle::start(AgentConfig::load(&path).unwrap()).await {
+        Ok(_) => panic!("an agent started with an admin certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("tls.cert") && err.contains("not an agent identity"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_logs_why_it_refused_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = gen_keys(dir.path());
+    let provider = MockProvider::start("127.0.0.1:0".parse().unwrap(), MockOptions::default())
+        .await
+        .unwrap();
+    let region = RegionId::new("aws:ap-south-1").unwrap();
+    let config = write_gateway_config(
+        dir.path(),
+        region.as_str(),
+        &provider.base_url(),
+        "127.0.0.1:0",
+        &keys::gateway_stem(&region),
+    );
+    let (_gateway, addr, log) = spawn_gateway_logged(&config);
+    // An agent whose certificate another CA issued.
+    let other = tempfile::tempdir().unwrap();
+    let rogue = keys::generate(other.path(), &KeysSpec::default()).unwrap();
+    let path = other.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndefault_region = \"aws:ap-south-1\"\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{}{FAST_QUIC}",
+            keys.ca_cert.display(),
+            rogue.agent.0.display(),
+            rogue.agent.1.display(),
+            gateway_block("aws:ap-south-1", addr),
+        ),
+    )
+    .unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    assert!(!agent.wait_connected(Duration::from_secs(2)).await);
+    let refused = |l: &Vec<String>| {
+        l.iter()
+            .filter(|line| line.contains("handshake refused"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = refused(&log.lock().unwrap());
+        if !lines.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = lines.first().expect("the gateway logged the refusal");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let fields = &v;
+    assert_eq!(v["level"], "WARN", "{line}");
+    assert!(
+        fields["remote"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    assert!(
+        fields["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+            .contains("certificate"),
+        "{line}"
+    );
+    let all = log.lock().unwrap().join("\n");
+    assert!(!all.contains("PRIVATE KEY"), "key material in the log");
+    assert!(provider.received().is_empty());
 }

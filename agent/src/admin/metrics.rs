@@ -23,7 +23,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
@@ -134,6 +134,8 @@ pub struct Metrics {
     overhead: Histogram,
     classifier_bytes: Counter,
     classifier_seconds: Counter<f64, AtomicU64>,
+    /// When the agent's own certificate expires (Unix seconds; 0 unknown).
+    pub cert_not_after: Gauge,
 }
 
 impl Default for Metrics {
@@ -165,12 +167,19 @@ impl Default for Metrics {
             "Time spent classifying",
             classifier_seconds.clone(),
         );
+        let cert_not_after = Gauge::default();
+        registry.register(
+            "residency_certificate_not_after_seconds",
+            "When the agent's own fleet certificate expires, in seconds since the Unix epoch",
+            cert_not_after.clone(),
+        );
         Metrics {
             registry,
             requests,
             overhead,
             classifier_bytes,
             classifier_seconds,
+            cert_not_after,
         }
     }
 }
@@ -599,6 +608,9 @@ residency_classifier_bytes_total 120
 # HELP residency_classifier_seconds_total Time spent classifying.
 # TYPE residency_classifier_seconds_total counter
 residency_classifier_seconds_total 0.00004
+# HELP residency_certificate_not_after_seconds When the agent's own fleet certificate expires, in seconds since the Unix epoch.
+# TYPE residency_certificate_not_after_seconds gauge
+residency_certificate_not_after_seconds 0
 # HELP residency_policy_version Active signed policy version (0: built-in baseline or none).
 # TYPE residency_policy_version gauge
 residency_policy_version 7

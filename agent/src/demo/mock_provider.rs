@@ -2,7 +2,11 @@
 //! chat completions (plain and streamed as several SSE chunks with small
 //! delays), completions, embeddings, responses and models. It records what it
 //! received so a test can check which region's provider saw a request.
+//!
+//! Its memory is bounded whatever the load: it counts every request and open
+//! connection, but keeps only the last [`MockOptions::keep_last`] requests.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +36,8 @@ pub struct MockOptions {
     pub chunk_delay: Duration,
     /// If set, a streamed answer waits for a permit before its last chunk.
     pub hold_last_chunk: Option<Arc<Semaphore>>,
+    /// How many of the most recent requests [`MockProvider::received`] keeps.
+    pub keep_last: usize,
 }
 
 /// What the mock received.
@@ -51,9 +57,43 @@ pub struct ReceivedRequest {
 #[derive(Debug, Clone)]
 pub struct MockProvider {
     addr: SocketAddr,
-    received: Arc<Mutex<Vec<ReceivedRequest>>>,
-    cancelled: Arc<AtomicUsize>,
+    state: Arc<State>,
     shutdown: CancellationToken,
+}
+
+/// What the mock counts and keeps; bounded by `keep_last`.
+#[derive(Debug)]
+struct State {
+    keep_last: usize,
+    received: Mutex<VecDeque<ReceivedRequest>>,
+    total: AtomicUsize,
+    cancelled: AtomicUsize,
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl State {
+    fn record(&self, r: ReceivedRequest) {
+        self.total.fetch_add(1, Ordering::SeqCst);
+        if self.keep_last == 0 {
+            return;
+        }
+        if let Ok(mut q) = self.received.lock() {
+            if q.len() == self.keep_last {
+                q.pop_front();
+            }
+            q.push_back(r);
+        }
+    }
+}
+
+/// Counts a connection open while it lives.
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for MockOptions {
@@ -63,6 +103,7 @@ impl Default for MockOptions {
             chunks: 5,
             chunk_delay: Duration::from_millis(30),
             hold_last_chunk: None,
+            keep_last: 1000,
         }
     }
 }
@@ -72,11 +113,17 @@ impl MockProvider {
     pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockProvider> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let cancelled = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(State {
+            keep_last: opts.keep_last,
+            received: Mutex::new(VecDeque::new()),
+            total: AtomicUsize::new(0),
+            cancelled: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        });
         let shutdown = CancellationToken::new();
         let opts = Arc::new(opts);
-        let (rec, stop, cancel_count) = (received.clone(), shutdown.clone(), cancelled.clone());
+        let (st, stop) = (state.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 let (tcp, _) = tokio::select! {
@@ -84,12 +131,15 @@ impl MockProvider {
                     () = stop.cancelled() => return,
                 };
                 let _ = tcp.set_nodelay(true);
-                let (rec, opts, stop) = (rec.clone(), opts.clone(), stop.clone());
-                let cancel_count = cancel_count.clone();
+                let now = st.open.fetch_add(1, Ordering::SeqCst) + 1;
+                st.peak.fetch_max(now, Ordering::SeqCst);
+                let open = OpenGuard(st.clone());
+                let (st, opts, stop) = (st.clone(), opts.clone(), stop.clone());
                 tokio::spawn(async move {
+                    let _open = open;
                     let svc = hyper::service::service_fn(move |req| {
-                        let (rec, opts, cc) = (rec.clone(), opts.clone(), cancel_count.clone());
-                        async move { Ok::<_, Infallible>(serve(req, &rec, &opts, cc).await) }
+                        let (st, opts) = (st.clone(), opts.clone());
+                        async move { Ok::<_, Infallible>(serve(req, &st, &opts).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc);
@@ -102,8 +152,7 @@ impl MockProvider {
         });
         Ok(MockProvider {
             addr,
-            received,
-            cancelled,
+            state,
             shutdown,
         })
     }
@@ -118,14 +167,33 @@ impl MockProvider {
         format!("http://{}/v1", self.addr)
     }
 
-    /// Everything received so far.
+    /// The most recent requests received (at most `keep_last`), oldest first.
     pub fn received(&self) -> Vec<ReceivedRequest> {
-        self.received.lock().map(|v| v.clone()).unwrap_or_default()
+        self.state
+            .received
+            .lock()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many requests were received in all.
+    pub fn received_total(&self) -> usize {
+        self.state.total.load(Ordering::SeqCst)
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// The most client connections that were open at once.
+    pub fn peak_connections(&self) -> usize {
+        self.state.peak.load(Ordering::SeqCst)
     }
 
     /// Streamed answers whose reader went away before the end.
     pub fn cancelled_streams(&self) -> usize {
-        self.cancelled.load(Ordering::SeqCst)
+        self.state.cancelled.load(Ordering::SeqCst)
     }
 
     /// Stops serving and drops open connections.
@@ -152,9 +220,8 @@ fn full(status: StatusCode, v: Value) -> http::Response<Body> {
 
 async fn serve(
     req: http::Request<Incoming>,
-    received: &Mutex<Vec<ReceivedRequest>>,
+    state: &Arc<State>,
     opts: &MockOptions,
-    cancelled: Arc<AtomicUsize>,
 ) -> http::Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -169,14 +236,12 @@ async fn serve(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    if let Ok(mut r) = received.lock() {
-        r.push(ReceivedRequest {
-            method: method.to_string(),
-            path: path.clone(),
-            authorization,
-            body: body.clone(),
-        });
-    }
+    state.record(ReceivedRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        authorization,
+        body: body.clone(),
+    });
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = json
         .get("model")
@@ -197,7 +262,7 @@ async fn serve(
             json!({"id": &p["/v1/models/".len()..], "object":"model","created":1_700_000_000,"owned_by":opts.label}),
         ),
         (&Method::POST, "/v1/chat/completions") if stream => {
-            stream_chunks(opts, &text, cancelled, move |i, piece| {
+            stream_chunks(opts, &text, state.clone(), move |i, piece| {
                 json!({"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1_700_000_000,"model":model,
                        "choices":[{"index":0,"delta": if i == 0 {json!({"role":"assistant","content":piece})} else {json!({"content":piece})},
                                    "finish_reason":null}]})
@@ -210,7 +275,7 @@ async fn serve(
                    "usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}),
         ),
         (&Method::POST, "/v1/completions") if stream => {
-            stream_chunks(opts, &text, cancelled, move |_, piece| {
+            stream_chunks(opts, &text, state.clone(), move |_, piece| {
                 json!({"id":"cmpl-mock","object":"text_completion","created":1_700_000_000,"model":model,
                    "choices":[{"index":0,"text":piece,"finish_reason":null}]})
             })
@@ -248,7 +313,7 @@ async fn serve(
 /// Counts a stream as cancelled if it is dropped before its end.
 struct EndGuard {
     done: bool,
-    cancelled: Arc<AtomicUsize>,
+    state: Arc<State>,
 }
 
 impl EndGuard {
@@ -260,7 +325,7 @@ impl EndGuard {
 impl Drop for EndGuard {
     fn drop(&mut self) {
         if !self.done {
-            self.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.state.cancelled.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -268,7 +333,7 @@ impl Drop for EndGuard {
 fn stream_chunks(
     opts: &MockOptions,
     text: &str,
-    cancelled: Arc<AtomicUsize>,
+    state: Arc<State>,
     chunk: impl Fn(usize, &str) -> Value + Send + 'static,
 ) -> http::Response<Body> {
     let words: Vec<String> = text.split(' ').map(str::to_owned).collect();
@@ -287,10 +352,7 @@ fn stream_chunks(
     let delay = opts.chunk_delay;
     let gate = opts.hold_last_chunk.clone();
     let count = pieces.len();
-    let guard = EndGuard {
-        done: false,
-        cancelled,
-    };
+    let guard = EndGuard { done: false, state };
     let s = futures_util::stream::unfold((0usize, guard), move |(i, guard)| {
         let piece = pieces.get(i).cloned();
         let gate = gate.clone();
@@ -326,4 +388,44 @@ fn stream_chunks(
         http::HeaderValue::from_static("text/event-stream; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    #[tokio::test]
+    async fn keeps_only_the_last_requests_but_counts_all() {
+        let mock = MockProvider::start(
+            "127.0.0.1:0".parse().unwrap(),
+            MockOptions {
+                keep_last: 2,
+                ..MockOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        for i in 0..5 {
+            let req = http::Request::post(format!("{}/embeddings", mock.base_url()))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(Bytes::from(format!(r#"{{"input":"n{i}"}}"#))))
+                .unwrap();
+            let resp = client.request(req).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.into_body().collect().await.unwrap();
+        }
+        assert_eq!(mock.received_total(), 5);
+        let kept: Vec<_> = mock.received().iter().map(|r| r.body.clone()).collect();
+        assert_eq!(
+            kept,
+            vec![
+                Bytes::from(r#"{"input":"n3"}"#),
+                Bytes::from(r#"{"input":"n4"}"#)
+            ]
+        );
+        mock.stop();
+    }
 }

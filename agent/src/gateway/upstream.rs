@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
 use crate::transport::tls::{provider, read_certs, TlsError};
@@ -84,8 +84,11 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        // The pool closes idle connections only with a timer to run on.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
+            .pool_max_idle_per_host(cfg.max_idle_per_host)
             .build(connector);
         let base = cfg.base_url.trim_end_matches('/').to_owned();
         let strip_v1 = base.ends_with("/v1");

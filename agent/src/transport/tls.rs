@@ -11,6 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use residency_proto::RegionId;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -141,6 +142,73 @@ impl fmt::Display for Identity {
     }
 }
 
+/// How long before its own certificate expires a process starts warning.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(30 * 86_400);
+
+/// How often a running process looks at its own certificate's expiry.
+const EXPIRY_CHECK_EVERY: Duration = Duration::from_secs(6 * 3600);
+
+/// How a certificate's expiry stands at some moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// More than [`EXPIRY_WARNING`] left.
+    Fine,
+    /// Expires within [`EXPIRY_WARNING`]: this many whole days left.
+    Soon(i64),
+    /// Already expired.
+    Expired,
+}
+
+impl Expiry {
+    /// The state of a certificate valid until `not_after` at `now` (both in
+    /// seconds since the Unix epoch).
+    pub fn at(not_after: i64, now: i64) -> Expiry {
+        let left = not_after - now;
+        if left <= 0 {
+            Expiry::Expired
+        } else if left < EXPIRY_WARNING.as_secs() as i64 {
+            Expiry::Soon(left / 86_400)
+        } else {
+            Expiry::Fine
+        }
+    }
+}
+
+/// Logs a warning (`who` names the certificate, e.g. `tls.cert`) while the
+/// certificate whose expiry `not_after` holds (Unix seconds, 0 = unknown)
+/// is within [`EXPIRY_WARNING`] of expiring or expired: at once, then every
+/// few hours until `shutdown`. `not_after` may be changed by a reload.
+pub async fn watch_expiry(
+    who: &'static str,
+    not_after: prometheus_client::metrics::gauge::Gauge,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let until = not_after.get();
+        if until > 0 {
+            match Expiry::at(until, now) {
+                Expiry::Fine => {}
+                Expiry::Soon(days) => tracing::warn!(
+                    certificate = who,
+                    days_left = days,
+                    "own certificate expires soon: issue a new one and reload"
+                ),
+                Expiry::Expired => tracing::error!(
+                    certificate = who,
+                    "own certificate has expired: peers will refuse it"
+                ),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(EXPIRY_CHECK_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// The one crypto provider in the tree: ring.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -164,6 +232,14 @@ impl TlsMaterial {
             chain,
             key: Arc::new(key),
         })
+    }
+
+    /// When this side's own certificate stops being valid, in seconds since
+    /// the Unix epoch (`None` if it cannot be parsed).
+    pub fn not_after(&self) -> Option<i64> {
+        let cert = self.chain.first()?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+        Some(parsed.validity().not_after.timestamp())
     }
 
     /// The identities named in this side's own certificate.
@@ -428,6 +504,45 @@ mod tests {
         .unwrap();
         assert_eq!(m.identities(), vec![Identity::Gateway(region)]);
         m.server_config().unwrap();
+    }
+
+    #[test]
+    fn generated_certificates_expire_as_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::keys::KeysSpec {
+            leaf_days: 20,
+            ..crate::keys::KeysSpec::default()
+        };
+        let keys = crate::keys::generate(dir.path(), &spec).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let load = |cert: &PathBuf, key: &PathBuf| {
+            TlsMaterial::load(&TlsFiles {
+                ca: keys.ca_cert.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .unwrap()
+        };
+        let agent = load(&keys.agent.0, &keys.agent.1).not_after().unwrap();
+        assert!((agent - now - 20 * 86_400).abs() < 120, "{agent} vs {now}");
+        assert!(matches!(Expiry::at(agent, now), Expiry::Soon(19 | 20)));
+        let ca = load(&keys.ca_cert, &keys.agent.1).not_after().unwrap();
+        assert!((ca - now - 3650 * 86_400).abs() < 120, "{ca} vs {now}");
+        assert_eq!(Expiry::at(ca, now), Expiry::Fine);
+        assert_eq!(Expiry::at(now - 1, now), Expiry::Expired);
+        let err = crate::keys::generate(
+            &dir.path().join("b"),
+            &crate::keys::KeysSpec {
+                leaf_days: 4000,
+                ..crate::keys::KeysSpec::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("outlive the CA"), "{err}");
     }
 
     #[test]
