@@ -96,14 +96,24 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     Ok(listener)
 }
 
-/// Serves the admin socket until `shutdown`.
+/// Serves the admin socket until `shutdown`, within the fixed limits of a
+/// local listener (its own, so a full API listener does not lock it out).
 pub async fn serve(
     listener: UnixListener,
     admin: Arc<Admin>,
+    counters: crate::serve::ConnCounters,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    crate::serve::serve(listener, router(admin), shutdown, tracker).await;
+    crate::serve::serve(
+        listener,
+        router(admin),
+        crate::serve::Limits::LOCAL,
+        counters,
+        shutdown,
+        tracker,
+    )
+    .await;
 }
 
 /// The admin socket's endpoints; any other path is a 404, a known path with

@@ -176,12 +176,15 @@ impl AgentHandle {
                 audit_log,
                 audit: audit.clone(),
             }),
+            metrics.listener("admin"),
             shutdown.clone(),
             tracker.clone(),
         ));
         tracker.spawn(ingress::serve(
             listener,
             ingress.clone(),
+            cfg.limits.serve(),
+            metrics.listener("api"),
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -245,6 +248,7 @@ impl AgentHandle {
             metrics: metrics.clone(),
             codec: cfg.quic.codec(),
             max_body: cfg.max_body_bytes,
+            body_timeouts: cfg.limits.body(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use residency_proto::RegionId;
 use serde::Deserialize;
@@ -76,6 +77,9 @@ pub struct AgentConfig {
     /// Audit and policy storage run on their own threads either way.
     #[serde(default = "default_agent_workers")]
     pub worker_threads: usize,
+    /// Connection limits and read timeouts of the API listener.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 fn default_agent_workers() -> usize {
@@ -106,6 +110,102 @@ impl Default for AuditConfig {
         AuditConfig {
             durable_before_response: true,
         }
+    }
+}
+
+/// `[limits]` in agent.toml: what the API listener holds and how long it
+/// waits. The health, metrics and admin listeners have their own fixed,
+/// smaller limits, so they keep answering when the API listener is full.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Connections open at once; the excess gets a 503 at once and is closed.
+    /// Keep it well under the process's open-file limit (`LimitNOFILE`), which
+    /// also covers gateway connections, the audit store and the other listeners.
+    pub max_connections: usize,
+    /// Connections from one IP address at once (0: only the total applies);
+    /// the excess gets a 429. Applications on the agent's own host all share
+    /// 127.0.0.1.
+    pub max_connections_per_peer: usize,
+    /// Seconds a client may take to send a request's headers, counted from
+    /// the connection's start or from the first byte of the request.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client may take to send a whole request body (408 beyond).
+    pub body_read_timeout_secs: u64,
+    /// Seconds a request body may stall without a byte arriving (408 beyond).
+    pub body_idle_timeout_secs: u64,
+    /// Seconds a kept-alive connection may sit without a request.
+    pub keep_alive_idle_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 512,
+            max_connections_per_peer: 256,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            body_idle_timeout_secs: 15,
+            keep_alive_idle_secs: 60,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The accept loop's share.
+    pub fn serve(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections,
+            max_per_peer: self.max_connections_per_peer,
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            keep_alive_idle: Duration::from_secs(self.keep_alive_idle_secs),
+        }
+    }
+
+    /// The body reader's share.
+    pub fn body(&self) -> crate::ingress::read::BodyTimeouts {
+        crate::ingress::read::BodyTimeouts {
+            total: Duration::from_secs(self.body_read_timeout_secs),
+            idle: Duration::from_secs(self.body_idle_timeout_secs),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.max_connections == 0 {
+            return Err(("limits.max_connections", "must be at least 1".into()));
+        }
+        if self.max_connections > 1_000_000 {
+            return Err((
+                "limits.max_connections",
+                format!("{} is more than 1000000", self.max_connections),
+            ));
+        }
+        if self.max_connections_per_peer > self.max_connections {
+            return Err((
+                "limits.max_connections_per_peer",
+                format!(
+                    "{} is more than limits.max_connections ({})",
+                    self.max_connections_per_peer, self.max_connections
+                ),
+            ));
+        }
+        for (field, v) in [
+            (
+                "limits.header_read_timeout_secs",
+                self.header_read_timeout_secs,
+            ),
+            ("limits.body_read_timeout_secs", self.body_read_timeout_secs),
+            ("limits.body_idle_timeout_secs", self.body_idle_timeout_secs),
+            ("limits.keep_alive_idle_secs", self.keep_alive_idle_secs),
+        ] {
+            if v == 0 {
+                return Err((field, "must be at least 1 second".into()));
+            }
+            if v > 86_400 {
+                return Err((field, format!("{v} is more than a day (86400)")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -396,6 +496,9 @@ impl AgentConfig {
             return Err(invalid("max_body_bytes", "must be at least 1024".into()));
         }
         check_workers(Some(self.worker_threads)).map_err(|r| invalid("worker_threads", r))?;
+        self.limits
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if self.gateways.is_empty() {
             return Err(invalid(
                 "gateway",

@@ -54,6 +54,7 @@ enum Signal {
 pub fn run_agent(config: &Path, log_format: LogFormat, log_level: &str) -> Result<(), DaemonError> {
     telemetry::init(log_format, log_level);
     let cfg = AgentConfig::load(config)?;
+    open_file_limit(cfg.limits.max_connections);
     runtime(Some(cfg.worker_threads))
         .map_err(DaemonError::Runtime)?
         .block_on(async move {
@@ -75,6 +76,40 @@ pub fn run_agent(config: &Path, log_format: LogFormat, log_level: &str) -> Resul
             agent.shutdown(DRAIN_GRACE).await;
             Ok(())
         })
+}
+
+/// File descriptors the agent needs besides its API connections: the local
+/// listeners' connections (64 each), gateway sockets, the audit and policy
+/// stores, logs.
+const FD_HEADROOM: u64 = 512;
+
+/// Raises the soft open-file limit to the hard one (the unit sets both with
+/// `LimitNOFILE`), and warns when even that is too low for
+/// `max_connections`: the excess would then fail at accept instead of getting
+/// the agent's quick 503.
+fn open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit.current = limit.maximum,
+            Err(e) => tracing::debug!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+    let need = max_connections as u64 + FD_HEADROOM;
+    match limit.current {
+        Some(have) if have < need => tracing::warn!(
+            open_files = have,
+            needed = need,
+            max_connections,
+            "the open-file limit is below limits.max_connections plus {FD_HEADROOM}; raise LimitNOFILE or lower limits.max_connections"
+        ),
+        _ => {}
+    }
 }
 
 /// Runs a gateway with the config at `config` until SIGTERM or SIGINT, then

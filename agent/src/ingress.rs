@@ -64,6 +64,7 @@ pub struct Ingress {
     pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
+    pub(crate) body_timeouts: read::BodyTimeouts,
 }
 
 impl Ingress {
@@ -84,14 +85,25 @@ impl Ingress {
 
 /// Serves the OpenAI-compatible API until `shutdown`, then stops accepting
 /// and lets open requests finish (tracked by `tracker`). Each request runs
-/// under the configuration it started with.
+/// under the configuration it started with; connections are held within
+/// `limits` (fixed at start).
 pub async fn serve(
     listener: TcpListener,
     ingress: Arc<arc_swap::ArcSwap<Ingress>>,
+    limits: crate::serve::Limits,
+    counters: crate::serve::ConnCounters,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    crate::serve::serve(listener, router(ingress), shutdown, tracker).await;
+    crate::serve::serve(
+        listener,
+        router(ingress),
+        limits,
+        counters,
+        shutdown,
+        tracker,
+    )
+    .await;
 }
 
 type Shared = Arc<arc_swap::ArcSwap<Ingress>>;
@@ -179,7 +191,7 @@ where
 {
     let mut known = Known::default();
     let policy = ingress.policy.current();
-    let request = match read::request(api, req, ingress.max_body).await {
+    let request = match read::request(api, req, ingress.max_body, ingress.body_timeouts).await {
         Ok(r) => r,
         Err(e) => return Err(known.refuse(e)),
     };

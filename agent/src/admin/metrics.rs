@@ -136,6 +136,23 @@ pub struct Metrics {
     classifier_seconds: Counter<f64, AtomicU64>,
     /// When the agent's own certificate expires (Unix seconds; 0 unknown).
     pub cert_not_after: Gauge,
+    connections_open: Family<ListenerLabel, Gauge>,
+    connections_refused: Family<ConnLabels, Counter>,
+    connections_closed: Family<ConnLabels, Counter>,
+}
+
+/// `listener` label: `api`, `observe` or `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: &'static str,
+}
+
+/// Labels of `residency_connections_refused_total` and
+/// `residency_connections_closed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ConnLabels {
+    listener: &'static str,
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -173,6 +190,24 @@ impl Default for Metrics {
             "When the agent's own fleet certificate expires, in seconds since the Unix epoch",
             cert_not_after.clone(),
         );
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "residency_connections_open",
+            "HTTP connections open now, by listener (api, observe, admin)",
+            connections_open.clone(),
+        );
+        let connections_refused = Family::<ConnLabels, Counter>::default();
+        registry.register(
+            "residency_connections_refused",
+            "HTTP connections refused at accept with a 503 (reason full) or a 429 (reason peer), by listener",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ConnLabels, Counter>::default();
+        registry.register(
+            "residency_connections_closed",
+            "HTTP connections the agent closed, by listener and reason: timed_out (no request, or its headers, in time), evicted_idle (idle, to make room for a new one)",
+            connections_closed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -180,11 +215,38 @@ impl Default for Metrics {
             classifier_bytes,
             classifier_seconds,
             cert_not_after,
+            connections_open,
+            connections_refused,
+            connections_closed,
         }
     }
 }
 
 impl Metrics {
+    /// The connection counters of one listener (`api`, `observe`, `admin`).
+    pub fn listener(&self, listener: &'static str) -> crate::serve::ConnCounters {
+        let refused = |reason| {
+            self.connections_refused
+                .get_or_create(&ConnLabels { listener, reason })
+                .clone()
+        };
+        let closed = |reason| {
+            self.connections_closed
+                .get_or_create(&ConnLabels { listener, reason })
+                .clone()
+        };
+        crate::serve::ConnCounters {
+            open: self
+                .connections_open
+                .get_or_create(&ListenerLabel { listener })
+                .clone(),
+            refused_full: refused("full"),
+            refused_peer: refused("peer"),
+            timed_out: closed("timed_out"),
+            evicted: closed("evicted_idle"),
+        }
+    }
+
     /// Counts one finished request.
     pub fn request(&self, tier: &str, region: &str, decision: &str, status: u16) {
         let labels = RequestLabels {
@@ -521,7 +583,16 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    crate::serve::serve(listener, router(observe), shutdown, tracker).await;
+    let counters = observe.metrics.listener("observe");
+    crate::serve::serve(
+        listener,
+        router(observe),
+        crate::serve::Limits::LOCAL,
+        counters,
+        shutdown,
+        tracker,
+    )
+    .await;
 }
 
 #[cfg(test)]

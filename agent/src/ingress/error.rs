@@ -90,6 +90,32 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body stopped arriving for `idle`.
+    pub fn body_stalled(idle: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "no part of the request body arrived for {} s (limits.body_idle_timeout_secs)",
+                idle.as_secs()
+            ),
+        )
+    }
+
+    /// 408: the whole request body did not arrive within `total`.
+    pub fn body_too_slow(total: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s (limits.body_read_timeout_secs)",
+                total.as_secs()
+            ),
+        )
+    }
+
     /// 400: reading the request body failed.
     pub fn body_read(message: String) -> Self {
         Self::new(

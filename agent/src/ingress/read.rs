@@ -2,9 +2,9 @@
 //! read up to the limit.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method};
 use http_body_util::{BodyExt, Limited};
 
@@ -97,12 +97,22 @@ pub struct Request {
     pub body: Bytes,
 }
 
+/// How long a request body may take to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeouts {
+    /// The whole body, from when the headers were read.
+    pub total: Duration,
+    /// Between two pieces of it.
+    pub idle: Duration,
+}
+
 /// Reads a request to `api`: the headers that matter and the body, up to
-/// `max_body` bytes (413 beyond).
+/// `max_body` bytes (413 beyond) and within `timeouts` (408 beyond).
 pub async fn request<B>(
     api: ApiPath,
     req: http::Request<B>,
     max_body: usize,
+    timeouts: BodyTimeouts,
 ) -> Result<Request, ApiError>
 where
     B: http_body::Body<Data = Bytes>,
@@ -123,17 +133,7 @@ where
             return Err(ApiError::too_large(max_body));
         }
     }
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::too_large(max_body))
-        }
-        Err(e) => {
-            return Err(ApiError::body_read(format!(
-                "cannot read request body: {e}"
-            )))
-        }
-    };
+    let body = read_body(body, max_body, timeouts).await?;
     Ok(Request {
         api,
         path_and_query,
@@ -141,6 +141,51 @@ where
         decision_headers: pairs(&parts.headers, &DECISION_HEADERS, true),
         body,
     })
+}
+
+/// The whole body: at most `max_body` bytes, within `timeouts`.
+async fn read_body<B>(body: B, max_body: usize, timeouts: BodyTimeouts) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let deadline = tokio::time::Instant::now() + timeouts.total;
+    let mut body = std::pin::pin!(Limited::new(body, max_body));
+    // One piece (the usual case) is kept as it came; more are joined.
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    loop {
+        let stall = tokio::time::Instant::now() + timeouts.idle;
+        let frame = match tokio::time::timeout_at(stall.min(deadline), body.frame()).await {
+            Ok(f) => f,
+            Err(_) if stall < deadline => return Err(ApiError::body_stalled(timeouts.idle)),
+            Err(_) => return Err(ApiError::body_too_slow(timeouts.total)),
+        };
+        let data = match frame {
+            None => break,
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::too_large(max_body))
+            }
+            Some(Err(e)) => {
+                return Err(ApiError::body_read(format!(
+                    "cannot read request body: {e}"
+                )))
+            }
+        };
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(f) => {
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
 }
 
 /// `(name, value)` for each of `names` present: the first value, or with
