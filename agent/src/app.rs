@@ -257,7 +257,7 @@ impl AgentHandle {
     /// connections), gateways (added ones connect, removed ones finish their
     /// requests first), regions, routing, geography (site map, GeoIP
     /// database, proxies, attestation for new connections), body limit,
-    /// unscannable tier and audit durability take effect for requests that
+    /// unscannable tier, body read timeouts and audit durability take effect for requests that
     /// start after the reload; a request already running finishes under the
     /// configuration it started with. Returns the changed settings that need a
     /// restart (listeners and state). On error nothing changes.
@@ -311,6 +311,9 @@ impl AgentHandle {
         {
             restart.push("policy.history/builtin_baseline");
         }
+        if current.limits.serve() != cfg.limits.serve() {
+            restart.push("limits (connections, header and keep-alive timeouts)");
+        }
         // What needs a restart keeps its running value, so a later reload
         // compares against what is really in force.
         let mut applied = cfg.clone();
@@ -321,6 +324,12 @@ impl AgentHandle {
         applied.admin_socket = current.admin_socket.clone();
         applied.policy.history = current.policy.history;
         applied.policy.builtin_baseline = current.policy.builtin_baseline;
+        // Body timeouts follow the reload; the listener keeps the rest.
+        applied.limits = crate::config::LimitsConfig {
+            body_read_timeout_secs: cfg.limits.body_read_timeout_secs,
+            body_idle_timeout_secs: cfg.limits.body_idle_timeout_secs,
+            ..current.limits.clone()
+        };
         *current = applied;
         info!(gateways = cfg.gateways.len(), needs_restart = ?restart, "configuration reloaded");
         Ok(restart)

@@ -766,6 +766,33 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_and_bad_values_name_the_field() {
+        let cfg = AgentConfig::parse(GOOD).unwrap();
+        assert_eq!(cfg.limits, LimitsConfig::default());
+        assert_eq!(cfg.limits.serve().max_connections, 512);
+        for (bad, field) in [
+            ("max_connections = 0", "limits.max_connections"),
+            (
+                "max_connections = 10\nmax_connections_per_peer = 20",
+                "limits.max_connections_per_peer",
+            ),
+            (
+                "header_read_timeout_secs = 0",
+                "limits.header_read_timeout_secs",
+            ),
+            (
+                "body_idle_timeout_secs = 100000",
+                "limits.body_idle_timeout_secs",
+            ),
+        ] {
+            let e = AgentConfig::parse(&format!("{GOOD}\n[limits]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn the_shipped_example_configs_are_valid() {
         let agent = AgentConfig::parse(include_str!("../../examples/agent.toml"))
             .unwrap_or_else(|e| panic!("examples/agent.toml: {e}"));

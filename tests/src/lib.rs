@@ -540,6 +540,8 @@ pub struct AgentProc {
     pub socket: PathBuf,
     /// Its config file.
     pub config: PathBuf,
+    /// Its observability listener (`/healthz`, `/metrics`).
+    pub observe: SocketAddr,
 }
 
 /// Starts the agent binary with a config pointing at the fleet's gateways
@@ -562,16 +564,24 @@ pub async fn spawn_agent_with(
     for g in fleet.gateways.iter().flatten() {
         blocks.push_str(&gateway_block(g.region().as_str(), g.local_addr()));
     }
-    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listen.local_addr().unwrap();
-    drop(listen);
+    let free_port = || {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listen.local_addr().unwrap()
+    };
+    let (addr, observe) = (free_port(), free_port());
     let dir = fleet.dir.path();
     let config = dir.join(format!("proc-agent-{}.toml", addr.port()));
-    let text = agent_config_text("aws:us-east-1", &blocks, extra).replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"{addr}\""),
-        1,
-    );
+    let text = agent_config_text("aws:us-east-1", &blocks, extra)
+        .replacen(
+            "observe_listen = \"127.0.0.1:0\"",
+            &format!("observe_listen = \"{observe}\""),
+            1,
+        )
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{addr}\""),
+            1,
+        );
     let field = |name: &str| {
         dir.join(
             text.lines()
@@ -656,6 +666,7 @@ pub async fn spawn_agent_with(
         state,
         socket,
         config,
+        observe,
     }
 }
 
