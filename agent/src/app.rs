@@ -104,6 +104,7 @@ impl AgentHandle {
             &link_specs(&cfg),
             &tls,
             &cfg.quic,
+            cfg.transport,
             Arc::new(crate::policy::sync::PolicySync::new(policy.clone())),
             Arc::new(crate::geo::attest::EndpointAttestation::new(
                 geo_swap.clone(),
@@ -421,6 +422,7 @@ fn link_specs(cfg: &AgentConfig) -> Vec<LinkSpec> {
             region: gw.region.clone(),
             jurisdiction: catalogue.jurisdiction(&gw.region),
             address: gw.address.clone(),
+            tcp_address: gw.tcp_address(),
             name: gw.display_name(),
             server_name: gw.tls_server_name(),
         })

@@ -80,6 +80,9 @@ pub struct AgentConfig {
     /// Connection limits and read timeouts of the API listener.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// QUIC, HTTP/2 over TCP, or QUIC with HTTP/2 fallback.
+    #[serde(default)]
+    pub transport: TransportConfig,
 }
 
 fn default_agent_workers() -> usize {
@@ -224,6 +227,87 @@ impl Default for RoutingConfig {
     }
 }
 
+/// `listen_tcp` in gateway.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum ListenTcp {
+    /// On (on `listen`'s address and port number) or off.
+    On(bool),
+    /// On, at this address.
+    At(SocketAddr),
+}
+
+impl Default for ListenTcp {
+    fn default() -> Self {
+        ListenTcp::On(true)
+    }
+}
+
+impl ListenTcp {
+    /// Where to listen, given the bound UDP address; `None` when off.
+    pub fn address(self, udp: SocketAddr) -> Option<SocketAddr> {
+        match self {
+            ListenTcp::On(true) => Some(udp),
+            ListenTcp::On(false) => None,
+            ListenTcp::At(a) => Some(a),
+        }
+    }
+}
+
+/// How the agent reaches its gateways: `[transport]` in agent.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// `auto` (QUIC, falling back to HTTP/2 over TCP when QUIC cannot
+    /// connect), `quic` (never TCP) or `h2` (never UDP).
+    pub mode: TransportMode,
+    /// How long a QUIC handshake may take before `auto` falls back.
+    pub quic_timeout_ms: u64,
+    /// How often a gateway reached over HTTP/2 is tried over QUIC again
+    /// (with jitter), in seconds.
+    pub reprobe_secs: u64,
+}
+
+/// `[transport] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportMode {
+    /// QUIC first, HTTP/2 when QUIC cannot connect.
+    Auto,
+    /// QUIC only.
+    Quic,
+    /// HTTP/2 over TCP only.
+    H2,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            mode: TransportMode::Auto,
+            quic_timeout_ms: 3_000,
+            reprobe_secs: 300,
+        }
+    }
+}
+
+impl TransportConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(100..=60_000).contains(&self.quic_timeout_ms) {
+            return Err((
+                "transport.quic_timeout_ms",
+                format!("{} is not between 100 and 60000", self.quic_timeout_ms),
+            ));
+        }
+        if !(1..=86_400).contains(&self.reprobe_secs) {
+            return Err((
+                "transport.reprobe_secs",
+                format!("{} is not between 1 and 86400", self.reprobe_secs),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One gateway the agent connects to.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -239,6 +323,10 @@ pub struct GatewayEndpoint {
     /// Name shown in `x-residency-endpoint` (default: `address`).
     #[serde(default)]
     pub name: Option<String>,
+    /// `host:port` of the gateway's HTTP/2 (TCP) listener, used when QUIC
+    /// cannot connect (default: `address`, the same port number on TCP).
+    #[serde(default)]
+    pub tcp_address: Option<String>,
 }
 
 /// `gateway.toml`.
@@ -250,6 +338,11 @@ pub struct GatewayConfig {
     /// UDP address for QUIC.
     #[serde(default = "default_gateway_listen")]
     pub listen: SocketAddr,
+    /// The HTTP/2-over-TLS listener on TCP for agents whose network drops
+    /// UDP: `true` (the default) listens on `listen`'s address and port
+    /// number, an address listens there instead, `false` turns it off.
+    #[serde(default)]
+    pub listen_tcp: ListenTcp,
     /// The gateway's identity and the fleet CA.
     pub tls: TlsFiles,
     /// The model provider's in-region endpoint.
@@ -454,6 +547,13 @@ impl GatewayEndpoint {
             .unwrap_or_else(|| self.host().to_owned())
     }
 
+    /// `host:port` of the gateway's HTTP/2 listener.
+    pub fn tcp_address(&self) -> String {
+        self.tcp_address
+            .clone()
+            .unwrap_or_else(|| self.address.clone())
+    }
+
     /// The name shown in responses and logs.
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.address.clone())
@@ -499,6 +599,9 @@ impl AgentConfig {
         self.limits
             .validate()
             .map_err(|(field, reason)| invalid(field, reason))?;
+        self.transport
+            .validate()
+            .map_err(|(field, reason)| invalid(field, reason))?;
         if self.gateways.is_empty() {
             return Err(invalid(
                 "gateway",
@@ -518,6 +621,15 @@ impl AgentConfig {
                     &format!("gateway[{i}].address"),
                     format!("{:?} has no valid port", gw.address),
                 ));
+            }
+            if let Some(tcp) = &gw.tcp_address {
+                let port = tcp.rsplit_once(':').map_or("", |(_, p)| p);
+                if port.parse::<u16>().is_err() {
+                    return Err(invalid(
+                        &format!("gateway[{i}].tcp_address"),
+                        format!("{tcp:?} must be host:port"),
+                    ));
+                }
             }
             if rustls::pki_types::ServerName::try_from(gw.tls_server_name()).is_err() {
                 return Err(invalid(

@@ -1,6 +1,10 @@
 //! Gateway mode: terminates QUIC with mutual TLS in a cloud region, re-checks
 //! each request's routing facts, adds the provider key and forwards to the
 //! provider's in-region endpoint, streaming the answer back as it arrives.
+//!
+//! Agents whose network drops UDP reach the same gateway over HTTP/2 on TCP
+//! (same port number by default): the same TLS identity rules, the same
+//! frames on each request stream, served by the same code.
 
 pub mod upstream;
 
@@ -38,7 +42,13 @@ pub struct GatewayHandle {
     policy: Arc<PolicyState>,
     region: RegionId,
     endpoint: quinn::Endpoint,
+    /// The HTTP/2 listener's address, when on.
+    tcp_addr: Option<SocketAddr>,
+    /// Its TLS configuration, replaced by a reload.
+    tcp_tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
     shutdown: CancellationToken,
+    /// Closes every HTTP/2 connection at once.
+    abort: CancellationToken,
     tracker: TaskTracker,
     prober: Prober,
     state: Arc<arc_swap::ArcSwap<State>>,
@@ -167,7 +177,31 @@ impl GatewayHandle {
             policy.clone(),
         )?));
         let shutdown = CancellationToken::new();
+        let abort = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let tcp_tls = Arc::new(arc_swap::ArcSwap::from_pointee(tls.tcp_server_config()?));
+        let tcp_addr = match cfg.listen_tcp.address(local_addr) {
+            None => None,
+            Some(addr) => {
+                let bind_error = |source| GatewayError::Bind { addr, source };
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error)?;
+                let bound = listener.local_addr().map_err(bind_error)?;
+                tracker.spawn(accept_tcp(
+                    listener,
+                    H2Serving {
+                        tls: tcp_tls.clone(),
+                        state: state.clone(),
+                        limits: cfg.quic.clone(),
+                        shutdown: shutdown.clone(),
+                        abort: abort.clone(),
+                        tracker: tracker.clone(),
+                    },
+                ));
+                Some(bound)
+            }
+        };
         let cert_not_after = prometheus_client::metrics::gauge::Gauge::default();
         cert_not_after.set(tls.not_after().unwrap_or(0));
         tracker.spawn(crate::transport::tls::watch_expiry(
@@ -181,7 +215,7 @@ impl GatewayHandle {
             shutdown.clone(),
             tracker.clone(),
         ));
-        info!(region = %cfg.region, listen = %local_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
+        info!(region = %cfg.region, listen = %local_addr, listen_tcp = ?tcp_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
         let probe_addr = match local_addr.ip() {
             std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
                 SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local_addr.port()))
@@ -202,7 +236,10 @@ impl GatewayHandle {
             policy,
             region: cfg.region,
             endpoint,
+            tcp_addr,
+            tcp_tls,
             shutdown,
+            abort,
             tracker,
             cert_not_after,
         })
@@ -211,6 +248,11 @@ impl GatewayHandle {
     /// The bound UDP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The bound TCP address of the HTTP/2 listener, when it is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// The QUIC server config for agents and the client config for the
@@ -269,6 +311,9 @@ impl GatewayHandle {
         if current.listen != cfg.listen {
             restart.push("listen");
         }
+        if current.listen_tcp != cfg.listen_tcp {
+            restart.push("listen_tcp");
+        }
         if current.state_dir != cfg.state_dir {
             restart.push("state_dir");
         }
@@ -285,13 +330,16 @@ impl GatewayHandle {
         let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
             .map_err(|e| e.to_string())?;
         let state = Self::state_for(cfg, self.policy.clone()).map_err(|e| e.to_string())?;
+        let tcp_tls = tls.tcp_server_config().map_err(|e| e.to_string())?;
         self.endpoint.set_server_config(Some(server));
+        self.tcp_tls.store(Arc::new(tcp_tls));
         self.prober.client.store(Arc::new(probe));
         self.policy.set_trusted_keys(keys);
         self.cert_not_after.set(tls.not_after().unwrap_or(0));
         self.state.store(Arc::new(state));
         let mut applied = cfg.clone();
         applied.listen = current.listen;
+        applied.listen_tcp = current.listen_tcp;
         applied.state_dir = current.state_dir.clone();
         applied.worker_threads = current.worker_threads;
         applied.policy.history = current.policy.history;
@@ -328,6 +376,7 @@ impl GatewayHandle {
         {
             warn!(region = %self.region, "in-flight requests did not finish in time");
         }
+        self.abort.cancel();
         self.endpoint.close(0u32.into(), b"gateway shutting down");
         self.endpoint.wait_idle().await;
     }
@@ -335,6 +384,7 @@ impl GatewayHandle {
     /// Closes every connection at once, failing in-flight requests.
     pub fn abort(self) {
         self.shutdown.cancel();
+        self.abort.cancel();
         self.endpoint.close(2u32.into(), b"gateway aborted");
     }
 }
@@ -377,22 +427,11 @@ async fn serve_connection(
     tracker: TaskTracker,
 ) {
     let ids = Identity::of_peer(&conn);
-    let own = Identity::Gateway(state.load().region.clone());
-    let Some(peer) = ids
-        .iter()
-        .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)) || **i == own)
-        .cloned()
-    else {
-        warn!(remote = %conn.remote_address(), "peer certificate names no agent or admin identity");
+    let Some(peer) = admit(&ids, &state.load().region, conn.remote_address(), "quic") else {
         conn.close(3u32.into(), b"certificate names no agent identity");
         return;
     };
-    let probe = peer == own;
-    if probe {
-        debug!(remote = %conn.remote_address(), "liveness probe connected");
-    } else {
-        info!(peer = %peer, remote = %conn.remote_address(), "agent connected");
-    }
+    let probe = matches!(peer, Identity::Gateway(_));
     loop {
         let stream = tokio::select! {
             s = conn.accept_bi() => s,
@@ -412,6 +451,160 @@ async fn serve_connection(
                 return;
             }
         }
+    }
+}
+
+/// Who a peer is, from the identities its certificate names: an agent, an
+/// operator (admin), or this gateway itself (the liveness probe). `None` (and
+/// a warning) for anything else.
+fn admit(
+    ids: &[Identity],
+    region: &RegionId,
+    remote: SocketAddr,
+    transport: &str,
+) -> Option<Identity> {
+    let own = Identity::Gateway(region.clone());
+    let Some(peer) = ids
+        .iter()
+        .find(|i| matches!(i, Identity::Agent(_) | Identity::Admin(_)) || **i == own)
+        .cloned()
+    else {
+        warn!(remote = %remote, transport, "peer certificate names no agent or admin identity");
+        return None;
+    };
+    if peer == own {
+        debug!(remote = %remote, transport, "liveness probe connected");
+    } else {
+        info!(peer = %peer, remote = %remote, transport, "agent connected");
+    }
+    Some(peer)
+}
+
+/// What serving HTTP/2 connections needs.
+struct H2Serving {
+    tls: Arc<arc_swap::ArcSwap<rustls::ServerConfig>>,
+    state: Arc<arc_swap::ArcSwap<State>>,
+    limits: crate::transport::QuicLimits,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// How long a TCP client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts HTTP/2-over-TLS connections until shutdown.
+async fn accept_tcp(listener: tokio::net::TcpListener, serving: H2Serving) {
+    let serving = Arc::new(serving);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = serving.shutdown.cancelled() => return,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let s = serving.clone();
+        serving.tracker.spawn(async move {
+            let acceptor = tokio_rustls::TlsAcceptor::from(s.tls.load_full());
+            let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            {
+                Ok(Ok(tls)) => tls,
+                // A refused certificate (another CA, expired, none) is a TLS
+                // error of this side: say so, with the peer.
+                Ok(Err(e)) if e.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => {
+                    warn!(remote = %remote, transport = "h2", reason = %e, "handshake refused");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    debug!(remote = %remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(remote = %remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let ids = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(Identity::of_chain)
+                .unwrap_or_default();
+            let region = s.state.load().region.clone();
+            let Some(peer) = admit(&ids, &region, remote, "h2") else {
+                return;
+            };
+            serve_h2(tls, peer, remote, &s).await;
+        });
+    }
+}
+
+/// Serves one HTTP/2 connection: each POST to the stream path is a request
+/// stream, served like a QUIC stream.
+async fn serve_h2<T>(io: T, peer: Identity, remote: SocketAddr, s: &Arc<H2Serving>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use crate::transport::stream::h2::{channel, H2Recv, STREAM_PATH};
+    let serving = s.clone();
+    let peer_for_streams = peer.clone();
+    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let answered = CancellationToken::new();
+        answered.cancel();
+        let (send, body) = channel(answered);
+        let mut resp = http::Response::new(body);
+        if req.method() != http::Method::POST || req.uri().path() != STREAM_PATH {
+            send.finish();
+            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+        } else {
+            // Each stream runs under the configuration it started with.
+            let state = serving.state.load_full();
+            serving.tracker.spawn(serve_stream(
+                send,
+                H2Recv::request(req.into_body()),
+                state,
+                peer_for_streams.clone(),
+            ));
+        }
+        std::future::ready(Ok::<_, std::convert::Infallible>(resp))
+    });
+    let limits = &s.limits;
+    let keep_alive = Duration::from_millis(limits.keep_alive_ms);
+    let conn = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(limits.stream_window_bytes)
+        .initial_connection_window_size(limits.connection_window_bytes)
+        .keep_alive_interval(Some(keep_alive))
+        .keep_alive_timeout(
+            Duration::from_millis(limits.idle_timeout_ms).saturating_sub(keep_alive),
+        )
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        () = s.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = s.abort.cancelled() => Ok(()),
+            }
+        }
+        () = s.abort.cancelled() => Ok(()),
+    };
+    match ended {
+        Ok(()) => debug!(peer = %peer, remote = %remote, "HTTP/2 connection closed"),
+        Err(e) if !matches!(peer, Identity::Gateway(_)) => {
+            info!(peer = %peer, remote = %remote, reason = %e, "agent disconnected")
+        }
+        Err(_) => {}
     }
 }
 

@@ -41,6 +41,9 @@ pub const HDR_TIER: &str = "x-residency-tier";
 pub const HDR_REGION: &str = "x-residency-region";
 /// Header: the gateway endpoint that served the request.
 pub const HDR_ENDPOINT: &str = "x-residency-endpoint";
+/// Response header: the transport that carried the request to the gateway
+/// (`quic` or `h2`).
+pub const HDR_TRANSPORT: &str = "x-residency-transport";
 /// Header: what was decided (`allow`, `deny`, `no_route`, `error`).
 pub const HDR_DECISION: &str = "x-residency-decision";
 /// Header: the rule that decided.

@@ -427,7 +427,7 @@ pub async fn raw_request_via(
         .connection_for(&RegionId::new(via).unwrap())
         .unwrap();
     use residency_agent::transport::stream::{self, Connection as _, SendHalf as _};
-    let (mut send, mut recv) = stream::quic::Quic(link.1).open().await.unwrap();
+    let (mut send, mut recv) = link.1.open().await.unwrap();
     let codec = residency_proto::Codec::default();
     let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
         request_id: "req_recheck".into(),
@@ -700,4 +700,163 @@ pub fn seconds_per_run() -> Duration {
             .and_then(|s| s.parse().ok())
             .unwrap_or(5),
     )
+}
+
+/// A firewall in front of one gateway: relays UDP (QUIC) and TCP (HTTP/2)
+/// on one port number, as a branch firewall would pass or drop them, and
+/// counts what it saw.
+pub struct Firewall {
+    /// Where agents connect, on UDP and on TCP.
+    pub addr: SocketAddr,
+    drop_udp: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    udp_datagrams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tcp_connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Firewall {
+    /// Relays to a gateway's UDP and TCP listeners, passing both.
+    pub async fn start(gateway_udp: SocketAddr, gateway_tcp: SocketAddr) -> Firewall {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // A port number free on both UDP and TCP.
+        let (udp, tcp) = loop {
+            let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if let Ok(tcp) = tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                break (Arc::new(udp), tcp);
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        let drop_udp = Arc::new(AtomicBool::new(false));
+        let udp_datagrams = Arc::new(AtomicUsize::new(0));
+        let tcp_connections = Arc::new(AtomicUsize::new(0));
+        let stop = tokio_util::sync::CancellationToken::new();
+        // UDP: one upstream socket per client address, so the gateway sees
+        // each client as its own peer.
+        {
+            let (drop_udp, seen, stop) = (drop_udp.clone(), udp_datagrams.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut upstreams: std::collections::HashMap<
+                    SocketAddr,
+                    Arc<tokio::net::UdpSocket>,
+                > = Default::default();
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let (n, from) = tokio::select! {
+                        r = udp.recv_from(&mut buf) => match r { Ok(x) => x, Err(_) => continue },
+                        () = stop.cancelled() => return,
+                    };
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    if drop_udp.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let up = match upstreams.get(&from) {
+                        Some(u) => u.clone(),
+                        None => {
+                            let u =
+                                Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+                            u.connect(gateway_udp).await.unwrap();
+                            let (u2, down, drop_udp, stop) =
+                                (u.clone(), udp.clone(), drop_udp.clone(), stop.clone());
+                            tokio::spawn(async move {
+                                let mut buf = vec![0u8; 65_536];
+                                loop {
+                                    let n = tokio::select! {
+                                        r = u2.recv(&mut buf) => match r { Ok(n) => n, Err(_) => continue },
+                                        () = stop.cancelled() => return,
+                                    };
+                                    if !drop_udp.load(Ordering::Relaxed) {
+                                        let _ = down.send_to(&buf[..n], from).await;
+                                    }
+                                }
+                            });
+                            upstreams.insert(from, u.clone());
+                            u
+                        }
+                    };
+                    let _ = up.send(&buf[..n]).await;
+                }
+            });
+        }
+        {
+            let (seen, stop) = (tcp_connections.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (mut client, _) = tokio::select! {
+                        r = tcp.accept() => match r { Ok(x) => x, Err(_) => continue },
+                        () = stop.cancelled() => return,
+                    };
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut up) = tokio::net::TcpStream::connect(gateway_tcp).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut up) => {}
+                            () = stop.cancelled() => {}
+                        }
+                    });
+                }
+            });
+        }
+        Firewall {
+            addr,
+            drop_udp,
+            udp_datagrams,
+            tcp_connections,
+            stop,
+        }
+    }
+
+    /// Drops (true) or passes (false) every UDP datagram, both ways.
+    pub fn block_udp(&self, on: bool) {
+        self.drop_udp
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// UDP datagrams that reached the firewall from clients.
+    pub fn udp_datagrams(&self) -> usize {
+        self.udp_datagrams
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// TCP connections clients opened through the firewall.
+    pub fn tcp_connections(&self) -> usize {
+        self.tcp_connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Fleet {
+    /// Starts another agent with `gateways` as its `[[gateway]]` blocks and
+    /// `extra` in its config; waits until every link is up (false if not
+    /// within `within`).
+    pub async fn agent_with_gateways(
+        &self,
+        default_region: &str,
+        gateways: &str,
+        extra: &str,
+        within: Duration,
+    ) -> (AgentHandle, bool) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = self.dir.path().join(format!(
+            "agent-gw-{}.toml",
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, agent_config_text(default_region, gateways, extra)).unwrap();
+        let agent = AgentHandle::start(AgentConfig::load(&path).expect("agent config"))
+            .await
+            .expect("agent start");
+        let up = agent.wait_connected(within).await;
+        (agent, up)
+    }
 }

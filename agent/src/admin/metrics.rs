@@ -301,6 +301,7 @@ struct LinkSample {
     region: String,
     endpoint: String,
     health: Health,
+    transport: Option<&'static str>,
     rtt: Option<Duration>,
     requests: u64,
     failures: u64,
@@ -318,6 +319,7 @@ impl StateSample {
                     region: l.region.to_string(),
                     endpoint: l.name.clone(),
                     health: l.health(),
+                    transport: l.transport().map(|t| t.as_str()),
                     rtt: l.rtt(),
                     requests: l.requests.load(Ordering::Relaxed),
                     failures: l.failures.load(Ordering::Relaxed),
@@ -361,6 +363,22 @@ impl Collector for StateSample {
             ];
             ConstGauge::new(u64::from(l.health == Health::Healthy))
                 .encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "residency_gateway_transport",
+            "Transport of a connected gateway link (1 on the transport in use: quic, or h2 after a fallback).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for l in &self.links {
+            if let Some(t) = l.transport {
+                let labels = [
+                    ("region", l.region.as_str()),
+                    ("endpoint", l.endpoint.as_str()),
+                    ("transport", t),
+                ];
+                ConstGauge::new(1).encode(family.encode_family(&labels)?)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "residency_gateway_rtt_seconds",
@@ -490,17 +508,30 @@ async fn healthz() -> Response {
     text(StatusCode::OK, "text/plain", "ok\n".into())
 }
 
+/// `ready` or `not ready: why`, then one line per gateway: its region,
+/// name, health and the transport it is connected over.
 async fn readyz(State(observe): State<Arc<Observe>>) -> Response {
     let (ready, problems) = observe.readiness();
-    if ready {
-        text(StatusCode::OK, "text/plain", "ready\n".into())
+    let mut body = if ready {
+        "ready\n".to_owned()
     } else {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            format!("not ready: {}\n", problems.join("; ")),
-        )
+        format!("not ready: {}\n", problems.join("; "))
+    };
+    for l in observe.pool.links().iter() {
+        body.push_str(&format!(
+            "gateway {} {}: {} over {}\n",
+            l.region,
+            l.name,
+            l.health().as_str(),
+            l.transport().map_or("nothing", |t| t.as_str())
+        ));
     }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "text/plain", body)
 }
 
 async fn metrics(State(observe): State<Arc<Observe>>) -> Response {
@@ -522,6 +553,7 @@ pub(crate) fn gateway_status(l: &crate::transport::pool::GatewayLink) -> serde_j
         "endpoint": l.name,
         "address": l.address,
         "up": l.is_up(),
+        "transport": l.transport().map(|t| t.as_str()),
         "health": l.health().as_str(),
         "rtt_ms": l.rtt().map(|d| d.as_secs_f64() * 1e3),
         "requests": l.requests.load(Ordering::Relaxed),
@@ -608,6 +640,7 @@ mod tests {
                     region: "aws:ap-south-1".into(),
                     endpoint: "mumbai-1".into(),
                     health: Health::Healthy,
+                    transport: Some("h2"),
                     rtt: Some(Duration::from_micros(1500)),
                     requests: 5,
                     failures: 1,
@@ -616,6 +649,7 @@ mod tests {
                     region: "aws:us-east-1".into(),
                     endpoint: "virginia-1".into(),
                     health: Health::Down,
+                    transport: None,
                     rtt: None,
                     requests: 0,
                     failures: 0,
@@ -692,6 +726,9 @@ residency_policy_refused_total 2
 # TYPE residency_gateway_up gauge
 residency_gateway_up{region=\"aws:ap-south-1\",endpoint=\"mumbai-1\",state=\"healthy\"} 1
 residency_gateway_up{region=\"aws:us-east-1\",endpoint=\"virginia-1\",state=\"down\"} 0
+# HELP residency_gateway_transport Transport of a connected gateway link (1 on the transport in use: quic, or h2 after a fallback).
+# TYPE residency_gateway_transport gauge
+residency_gateway_transport{region=\"aws:ap-south-1\",endpoint=\"mumbai-1\",transport=\"h2\"} 1
 # HELP residency_gateway_rtt_seconds Control-stream round trip (moving average).
 # TYPE residency_gateway_rtt_seconds gauge
 residency_gateway_rtt_seconds{region=\"aws:ap-south-1\",endpoint=\"mumbai-1\"} 0.0015
@@ -726,6 +763,27 @@ residency_audit_failed_batches_total 0
                 .join("\n")
         };
         assert_eq!(strip(&got), strip(want));
+    }
+
+    #[test]
+    fn connection_counters_are_exported_per_listener() {
+        let m = Metrics::default();
+        let api = m.listener("api");
+        api.open.inc();
+        api.refused_full.inc();
+        api.evicted.inc();
+        api.evicted.inc();
+        m.listener("admin").timed_out.inc();
+        let got = m.render_with(sample());
+        for line in [
+            r#"residency_connections_open{listener="api"} 1"#,
+            r#"residency_connections_refused_total{listener="api",reason="full"} 1"#,
+            r#"residency_connections_refused_total{listener="api",reason="peer"} 0"#,
+            r#"residency_connections_closed_total{listener="api",reason="evicted_idle"} 2"#,
+            r#"residency_connections_closed_total{listener="admin",reason="timed_out"} 1"#,
+        ] {
+            assert!(got.lines().any(|l| l == line), "{line} missing:\n{got}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::read::Arrival;
 use super::{
-    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE, HDR_TIER,
+    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE,
+    HDR_TIER, HDR_TRANSPORT,
 };
 use crate::audit::{AuditWriter, NewRecord};
 use crate::body::{self, Body, BodyError, Event, Stage, Step};
@@ -113,7 +114,15 @@ pub fn answer(
     plan: &Plan,
     answer: Answer,
 ) -> http::Response<Body> {
-    let Answer { link, head, body } = answer;
+    let Answer {
+        link,
+        transport,
+        head,
+        body,
+    } = answer;
+    // The audit names the gateway and the transport that carried the
+    // request: `mumbai-1/quic`, `mumbai-1/h2`.
+    let via = format!("{}/{}", link.name, transport.as_str());
     let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let sse = head
         .headers
@@ -125,7 +134,7 @@ pub fn answer(
         Some(&plan.decided),
         "allow",
         status.as_u16(),
-        Some((link.region.as_str(), &link.name)),
+        Some((link.region.as_str(), &via)),
     );
     let mut body = body::chain(
         body,
@@ -160,6 +169,7 @@ pub fn answer(
     set(h, HDR_TIER, plan.decided.tier.as_str());
     set(h, HDR_REGION, link.region.as_str());
     set(h, HDR_ENDPOINT, &link.name);
+    set(h, HDR_TRANSPORT, transport.as_str());
     set(h, HDR_DECISION, "allow");
     set(h, HDR_RULE, &plan.decided.rule);
     set(h, HDR_POLICY, &plan.decided.policy_label);

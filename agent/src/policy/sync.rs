@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 
 use super::active::PolicyState;
 use crate::transport::pool::{ControlListener, ControlWatch, GatewayLink};
+use crate::transport::stream::any::AnyConn;
 use crate::transport::stream::call;
-use crate::transport::stream::quic::Quic;
 
 /// How long a fetch or a relay may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,12 +38,7 @@ impl PolicySync {
 impl ControlListener for PolicySync {
     /// Watches the active policy while the connection lasts: a version newer
     /// than the one the gateway last announced is relayed to it.
-    fn connected(
-        &self,
-        link: &Arc<GatewayLink>,
-        conn: &quinn::Connection,
-        codec: Codec,
-    ) -> ControlWatch {
+    fn connected(&self, link: &Arc<GatewayLink>, conn: &AnyConn, codec: Codec) -> ControlWatch {
         let mut ours = self.policy.subscribe();
         let policy = self.policy.clone();
         let link = link.clone();
@@ -68,7 +63,7 @@ impl ControlListener for PolicySync {
 
     /// Fetches an announced version newer than ours; offers ours to a
     /// gateway that announced an older one.
-    fn announced(&self, link: &GatewayLink, conn: &quinn::Connection, codec: Codec, version: u64) {
+    fn announced(&self, link: &GatewayLink, conn: &AnyConn, codec: Codec, version: u64) {
         let policy = &self.policy;
         if policy.version().is_some_and(|v| v > version) {
             tokio::spawn(relay_policy(
@@ -91,12 +86,7 @@ impl ControlListener for PolicySync {
 
 /// Offers the active bundle to a gateway that announced an older one, so a
 /// policy pushed to any gateway reaches every gateway agents connect to.
-async fn relay_policy(
-    region: RegionId,
-    conn: quinn::Connection,
-    codec: Codec,
-    policy: Arc<PolicyState>,
-) {
+async fn relay_policy(region: RegionId, conn: AnyConn, codec: Codec, policy: Arc<PolicyState>) {
     let Some(active) = policy.current() else {
         return;
     };
@@ -106,7 +96,7 @@ async fn relay_policy(
     let frame = Frame::PolicyBundle {
         bundle: active.bundle.clone(),
     };
-    let relayed = match call(&Quic(conn), &codec, &frame, CALL_TIMEOUT).await {
+    let relayed = match call(&conn, &codec, &frame, CALL_TIMEOUT).await {
         Ok(Frame::PolicyAck { version }) => Ok(version),
         Ok(Frame::Error(e)) => Err(e.message),
         Ok(_) => Err("unexpected answer".to_owned()),
@@ -123,18 +113,12 @@ async fn relay_policy(
 /// activates it.
 async fn fetch_policy(
     region: RegionId,
-    conn: quinn::Connection,
+    conn: AnyConn,
     version: u64,
     codec: Codec,
     policy: Arc<PolicyState>,
 ) {
-    let fetched = call(
-        &Quic(conn),
-        &codec,
-        &Frame::PolicyFetch { version },
-        CALL_TIMEOUT,
-    )
-    .await;
+    let fetched = call(&conn, &codec, &Frame::PolicyFetch { version }, CALL_TIMEOUT).await;
     let bundle = match fetched {
         Ok(Frame::PolicyBundle { bundle }) => bundle,
         Ok(Frame::Error(e)) => {

@@ -11,7 +11,7 @@ use residency_proto::{Codec, ErrorFrame, Frame, RequestHead, ResponseHead, Route
 use tracing::warn;
 
 use super::pool::{GatewayLink, GatewayPool};
-use super::stream::quic::Quic;
+use super::stream::any::Transport;
 use super::stream::{read_frame, send_frame, Connection, RecvHalf, SendHalf, StreamError};
 use super::STOP_CANCELLED;
 use crate::body::{Body, BodyError};
@@ -37,6 +37,8 @@ pub struct Outbound<'a> {
 pub struct Answer {
     /// The gateway that answered.
     pub link: Arc<GatewayLink>,
+    /// The transport that carried the request.
+    pub transport: Transport,
     /// Status and headers.
     pub head: ResponseHead,
     /// The body, relayed chunk by chunk; it fails (never ends cleanly) if
@@ -92,10 +94,15 @@ pub async fn forward(
                 policy_version: plan.decided.policy_version,
             },
         };
-        match exchange(&link, &Quic(conn), codec, head, out.body).await {
+        match exchange(&link, &conn, codec, head, out.body).await {
             Ok((head, body)) => {
                 link.record_success();
-                return Ok(Answer { link, head, body });
+                return Ok(Answer {
+                    link,
+                    transport: conn.transport(),
+                    head,
+                    body,
+                });
             }
             Err(Attempt::Retry(why, err)) => {
                 link.record_failure(&why);

@@ -1,5 +1,12 @@
-//! The agent's long-lived QUIC connections, one supervised link per configured
-//! gateway, reconnecting with backoff.
+//! The agent's long-lived gateway connections, one supervised link per
+//! configured gateway, reconnecting with backoff.
+//!
+//! A link connects over QUIC. In `auto` mode, a gateway whose QUIC handshake
+//! fails or times out is reached over HTTP/2 on TCP instead (networks that
+//! drop UDP), and QUIC is tried again in the background every few minutes:
+//! when it connects, new requests move to it and the HTTP/2 connection
+//! closes once the requests already on it have finished. `quic` and `h2`
+//! modes use one transport only.
 //!
 //! Each link opens a control stream first, exchanges `Hello` frames (the
 //! gateway must say it serves the region the config expects, on top of the
@@ -24,10 +31,13 @@ use residency_proto::{Codec, Frame, Hello, Jurisdiction, RegionId, Role, PROTOCO
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::stream::quic::{Quic, QuicRecv, QuicSend};
+use super::stream::any::{AnyConn, AnyRecv, AnySend, Transport};
+use super::stream::h2::H2;
+use super::stream::quic::Quic;
 use super::stream::{read_frame, send_frame, Connection as _, FrameStream, StreamError};
 use super::tls::TlsMaterial;
 use super::QuicLimits;
+use crate::config::{TransportConfig, TransportMode};
 
 /// How long one connection attempt (handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,6 +63,8 @@ pub struct LinkSpec {
     pub jurisdiction: Option<Jurisdiction>,
     /// `host:port` of the gateway's QUIC listener.
     pub address: String,
+    /// `host:port` of its HTTP/2 listener on TCP.
+    pub tcp_address: String,
     /// The name shown in `x-residency-endpoint`.
     pub name: String,
     /// The name expected in the gateway's certificate.
@@ -76,16 +88,11 @@ pub trait ControlListener: Send + Sync {
     /// A connection to `link`'s gateway is up and its hello exchanged. The
     /// returned future is polled with the control stream until the
     /// connection ends.
-    fn connected(
-        &self,
-        link: &Arc<GatewayLink>,
-        conn: &quinn::Connection,
-        codec: Codec,
-    ) -> ControlWatch;
+    fn connected(&self, link: &Arc<GatewayLink>, conn: &AnyConn, codec: Codec) -> ControlWatch;
 
     /// The gateway announced that it holds policy `version` (already
     /// stored as [`GatewayLink::announced_policy`]). Must not block.
-    fn announced(&self, link: &GatewayLink, conn: &quinn::Connection, codec: Codec, version: u64);
+    fn announced(&self, link: &GatewayLink, conn: &AnyConn, codec: Codec, version: u64);
 }
 
 /// All gateway links of an agent.
@@ -93,6 +100,7 @@ pub struct GatewayPool {
     links: arc_swap::ArcSwap<Vec<Arc<GatewayLink>>>,
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
+    transport: TransportConfig,
     control: Arc<dyn ControlListener>,
     attestation: Arc<dyn Attestation>,
     shutdown: CancellationToken,
@@ -128,8 +136,8 @@ pub struct GatewayLink {
     spec: LinkSpec,
     /// Closes this link (shutdown, or removal by a reload).
     stop: CancellationToken,
-    client: arc_swap::ArcSwap<quinn::ClientConfig>,
-    conn: ArcSwapOption<quinn::Connection>,
+    clients: arc_swap::ArcSwap<Clients>,
+    conn: ArcSwapOption<AnyConn>,
     rtt_micros: AtomicU64,
     /// The policy version the gateway last announced (0: none).
     announced: AtomicU64,
@@ -140,6 +148,14 @@ pub struct GatewayLink {
     pub failures: AtomicU64,
     /// Why the last connection attempt failed (cleared on connecting).
     last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// A link's TLS client configurations, replaced by a reload.
+#[derive(Debug)]
+struct Clients {
+    quic: quinn::ClientConfig,
+    tcp: Arc<rustls::ClientConfig>,
+    limits: QuicLimits,
 }
 
 /// A circuit breaker: a failure takes the link out of use for a cooldown
@@ -186,6 +202,15 @@ enum ConnectError {
     Connect(#[from] quinn::ConnectError),
     #[error("{0}")]
     Connection(#[from] quinn::ConnectionError),
+    #[error("TCP connect: {0}")]
+    Tcp(std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("QUIC: {quic}; HTTP/2: {h2}")]
+    Both {
+        quic: Box<ConnectError>,
+        h2: Box<ConnectError>,
+    },
     #[error("control stream: {0}")]
     Stream(#[from] StreamError),
     #[error("gateway hello: {0}")]
@@ -196,8 +221,13 @@ enum ConnectError {
 
 impl GatewayLink {
     /// The live connection, if the link is up.
-    pub fn connection(&self) -> Option<quinn::Connection> {
+    pub fn connection(&self) -> Option<AnyConn> {
         self.conn.load_full().map(|c| (*c).clone())
+    }
+
+    /// The transport of the live connection, if the link is up.
+    pub fn transport(&self) -> Option<Transport> {
+        self.conn.load().as_ref().map(|c| c.transport())
     }
 
     /// Whether the link currently has a live connection.
@@ -302,6 +332,7 @@ impl GatewayPool {
         links: &[LinkSpec],
         tls: &TlsMaterial,
         limits: &QuicLimits,
+        transport: TransportConfig,
         control: Arc<dyn ControlListener>,
         attestation: Arc<dyn Attestation>,
         shutdown: CancellationToken,
@@ -313,6 +344,7 @@ impl GatewayPool {
             links: arc_swap::ArcSwap::from_pointee(Vec::new()),
             v4,
             v6,
+            transport,
             control,
             attestation,
             shutdown,
@@ -327,13 +359,19 @@ impl GatewayPool {
         tls: &TlsMaterial,
         limits: &QuicLimits,
         region: &RegionId,
-    ) -> Result<quinn::ClientConfig, String> {
+    ) -> Result<Clients, String> {
         let crypto = tls.client_config(region).map_err(|e| e.to_string())?;
+        let mut tcp = crypto.clone();
+        tcp.alpn_protocols = vec![b"h2".to_vec()];
         let quic =
             quinn::crypto::rustls::QuicClientConfig::try_from(crypto).map_err(|e| e.to_string())?;
         let mut client = quinn::ClientConfig::new(Arc::new(quic));
         client.transport_config(limits.transport_config());
-        Ok(client)
+        Ok(Clients {
+            quic: client,
+            tcp: Arc::new(tcp),
+            limits: limits.clone(),
+        })
     }
 
     /// Brings the links in line with `specs` (after a reload): a gateway
@@ -359,7 +397,7 @@ impl GatewayPool {
                 l.spec == *spec && !next.iter().any(|n: &Arc<GatewayLink>| Arc::ptr_eq(n, l))
             });
             if let Some(link) = kept {
-                link.client.store(Arc::new(client));
+                link.clients.store(Arc::new(client));
                 next.push(link.clone());
                 continue;
             }
@@ -371,7 +409,7 @@ impl GatewayPool {
                 server_name: spec.server_name.clone(),
                 spec: spec.clone(),
                 stop: self.shutdown.child_token(),
-                client: arc_swap::ArcSwap::from_pointee(client),
+                clients: arc_swap::ArcSwap::from_pointee(client),
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
                 announced: AtomicU64::new(0),
@@ -385,8 +423,11 @@ impl GatewayPool {
             }
             tokio::spawn(supervise(
                 link.clone(),
-                self.v4.clone(),
-                self.v6.clone(),
+                Endpoints {
+                    v4: self.v4.clone(),
+                    v6: self.v6.clone(),
+                },
+                self.transport,
                 limits.codec(),
                 self.control.clone(),
                 self.attestation.clone(),
@@ -422,7 +463,7 @@ impl GatewayPool {
         &self,
         regions: impl IntoIterator<Item = &'r RegionId>,
         exclude: &[Arc<GatewayLink>],
-    ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
+    ) -> Option<(Arc<GatewayLink>, AnyConn)> {
         let links = self.links.load();
         for region in regions {
             let mut best: Option<&Arc<GatewayLink>> = None;
@@ -450,10 +491,7 @@ impl GatewayPool {
     }
 
     /// The first link for `region` that is up, with its connection.
-    pub fn connection_for(
-        &self,
-        region: &RegionId,
-    ) -> Option<(Arc<GatewayLink>, quinn::Connection)> {
+    pub fn connection_for(&self, region: &RegionId) -> Option<(Arc<GatewayLink>, AnyConn)> {
         self.links
             .load()
             .iter()
@@ -476,10 +514,25 @@ impl GatewayPool {
     }
 }
 
-async fn supervise(
-    link: Arc<GatewayLink>,
+/// The QUIC client sockets links share.
+#[derive(Clone)]
+struct Endpoints {
     v4: quinn::Endpoint,
     v6: Option<quinn::Endpoint>,
+}
+
+/// How a connection that was up came to an end.
+enum Ended {
+    /// It failed or was closed; why.
+    Lost(String),
+    /// QUIC connected again while the link was on HTTP/2.
+    Upgraded(AnyConn, Control),
+}
+
+async fn supervise(
+    link: Arc<GatewayLink>,
+    endpoints: Endpoints,
+    transport: TransportConfig,
     codec: Codec,
     control: Arc<dyn ControlListener>,
     attestation: Arc<dyn Attestation>,
@@ -488,38 +541,94 @@ async fn supervise(
     let mut backoff = BACKOFF_MIN;
     let mut jitter = Jitter::from_os();
     let mut attempt: u32 = 0;
+    // In auto mode: when QUIC last failed. Within a re-probe interval of
+    // that, a reconnection goes straight to HTTP/2.
+    let mut quic_failed: Option<Instant> = None;
+    let reprobe = Duration::from_secs(transport.reprobe_secs);
     loop {
         attempt += 1;
-        let client = link.client.load_full();
+        let clients = link.clients.load_full();
+        let skip_quic = transport.mode == TransportMode::Auto
+            && quic_failed.is_some_and(|t| t.elapsed() < reprobe);
         let connected = tokio::select! {
-            r = connect_once(&link, &v4, v6.as_ref(), &client, &codec, &*attestation) => r,
+            r = connect(&link, &endpoints, transport, skip_quic, &clients, &codec, &*attestation) => r,
             () = shutdown.cancelled() => return,
         };
         match connected {
-            Ok((conn, stream)) => {
-                info!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), attempt, "gateway connected");
+            Ok((conn, stream, quic_error)) => {
+                match &quic_error {
+                    Some(e) => {
+                        quic_failed = Some(Instant::now());
+                        warn!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), quic_error = %e, "gateway reached over HTTP/2: QUIC did not connect; trying QUIC again in the background");
+                    }
+                    None if conn.transport() == Transport::Quic => quic_failed = None,
+                    None => {}
+                }
+                info!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), transport = conn.transport().as_str(), attempt, "gateway connected");
                 attempt = 0;
                 link.set_last_error(None);
                 backoff = BACKOFF_MIN;
                 // A fresh connection starts with a closed circuit.
                 *link.breaker.lock().unwrap_or_else(|p| p.into_inner()) = Breaker::default();
-                link.conn.store(Some(Arc::new(conn.clone())));
-                let watch = control.connected(&link, &conn, codec);
-                let reason = tokio::select! {
-                    e = conn.closed() => e.to_string(),
-                    e = control_loop(&link, &conn, stream, &codec, &*control, watch) => e,
-                    () = shutdown.cancelled() => {
-                        link.conn.store(None);
-                        conn.close(0u32.into(), b"agent shutting down");
-                        return;
+                let mut current = (conn, stream);
+                loop {
+                    let (conn, stream) = current;
+                    link.conn.store(Some(Arc::new(conn.clone())));
+                    let watch = control.connected(&link, &conn, codec);
+                    let upgrade = async {
+                        if conn.transport() != Transport::H2
+                            || transport.mode != TransportMode::Auto
+                        {
+                            return std::future::pending().await;
+                        }
+                        let mut jitter = Jitter::from_os();
+                        loop {
+                            // 0.8 to 1.2 times the interval.
+                            let spread = 0.8 + (jitter.next_u64() % 1000) as f64 / 2500.0;
+                            tokio::time::sleep(reprobe.mul_f64(spread)).await;
+                            let clients = link.clients.load_full();
+                            match connect_quic(&link, &endpoints, &clients, &codec, &*attestation)
+                                .await
+                            {
+                                Ok(up) => return up,
+                                Err(e) => {
+                                    debug!(region = %link.region, endpoint = %link.name, error = %e, "QUIC still does not connect; staying on HTTP/2")
+                                }
+                            }
+                        }
+                    };
+                    let ended = tokio::select! {
+                        e = conn.closed() => Ended::Lost(e),
+                        e = control_loop(&link, &conn, stream, &codec, &*control, watch) => Ended::Lost(e),
+                        (q, s) = upgrade => Ended::Upgraded(q, s),
+                        () = shutdown.cancelled() => {
+                            link.conn.store(None);
+                            conn.close(0, b"agent shutting down");
+                            return;
+                        }
+                    };
+                    match ended {
+                        Ended::Upgraded(quic, stream) => {
+                            quic_failed = None;
+                            info!(region = %link.region, endpoint = %link.name, address = %quic.remote_address(), "gateway back on QUIC; the HTTP/2 connection closes after its requests");
+                            link.conn.store(Some(Arc::new(quic.clone())));
+                            drain(conn);
+                            current = (quic, stream);
+                        }
+                        Ended::Lost(reason) => {
+                            link.conn.store(None);
+                            link.rtt_micros.store(0, Ordering::Relaxed);
+                            conn.close(1, b"control stream failed");
+                            warn!(region = %link.region, endpoint = %link.name, transport = conn.transport().as_str(), reason = %reason, "gateway connection lost");
+                            break;
+                        }
                     }
-                };
-                link.conn.store(None);
-                link.rtt_micros.store(0, Ordering::Relaxed);
-                conn.close(1u32.into(), b"control stream failed");
-                warn!(region = %link.region, endpoint = %link.name, reason = %reason, "gateway connection lost");
+                }
             }
             Err(e) => {
+                if matches!(e, ConnectError::Both { .. }) {
+                    quic_failed = Some(Instant::now());
+                }
                 link.set_last_error(Some(e.to_string()));
                 if attempt == 1 || attempt % 10 == 0 {
                     warn!(region = %link.region, endpoint = %link.name, attempt, error = %e, "gateway connect failed");
@@ -532,6 +641,34 @@ async fn supervise(
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Longest an HTTP/2 connection left behind for QUIC stays open for the
+/// requests still on it.
+const DRAIN_MAX: Duration = Duration::from_secs(600);
+
+/// Lets a replaced connection finish the requests on it, then close. An
+/// HTTP/2 connection ends by itself once no handle and no stream is left.
+fn drain(conn: AnyConn) {
+    match conn {
+        AnyConn::H2(h2) => {
+            let done = h2.into_drain();
+            tokio::spawn(async move {
+                if tokio::time::timeout(DRAIN_MAX, done.closed.cancelled())
+                    .await
+                    .is_err()
+                {
+                    done.close.cancel();
+                }
+            });
+        }
+        AnyConn::Quic(q) => {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(REMOVED_LINK_GRACE, q.0.closed()).await;
+                q.0.close(0u32.into(), b"replaced");
+            });
         }
     }
 }
@@ -577,63 +714,148 @@ impl Jitter {
     }
 }
 
-type Control = (QuicSend, FrameStream<QuicRecv>);
+type Control = (AnySend, FrameStream<AnyRecv>);
 
-async fn connect_once(
+/// One connection attempt as `transport` says: QUIC, HTTP/2, or in auto
+/// mode QUIC within its timeout and then HTTP/2 (straight to HTTP/2 when
+/// `skip_quic`). On success, also why QUIC did not connect when HTTP/2 was
+/// used in its place.
+async fn connect(
     link: &GatewayLink,
-    v4: &quinn::Endpoint,
-    v6: Option<&quinn::Endpoint>,
-    client: &quinn::ClientConfig,
+    endpoints: &Endpoints,
+    transport: TransportConfig,
+    skip_quic: bool,
+    clients: &Clients,
     codec: &Codec,
     attestation: &dyn Attestation,
-) -> Result<(quinn::Connection, Control), ConnectError> {
-    let fut = async {
-        let addr = tokio::net::lookup_host(&link.address)
+) -> Result<(AnyConn, Control, Option<String>), ConnectError> {
+    let quic = || connect_quic(link, endpoints, clients, codec, attestation);
+    let h2 = || connect_h2(link, clients, codec, attestation);
+    match transport.mode {
+        TransportMode::Quic => quic().await.map(|(c, s)| (c, s, None)),
+        TransportMode::H2 => h2().await.map(|(c, s)| (c, s, None)),
+        TransportMode::Auto if skip_quic => h2()
             .await
-            .ok()
-            .and_then(|mut it| it.next())
-            .ok_or_else(|| ConnectError::Resolve(link.address.clone()))?;
-        let endpoint = match (addr, v6) {
+            .map(|(c, s)| (c, s, Some("failed recently".to_owned()))),
+        TransportMode::Auto => {
+            let limit = Duration::from_millis(transport.quic_timeout_ms);
+            let tried = tokio::time::timeout(limit, quic())
+                .await
+                .unwrap_or(Err(ConnectError::Timeout(limit)));
+            let quic_error = match tried {
+                Ok((c, s)) => return Ok((c, s, None)),
+                Err(e) => e,
+            };
+            match h2().await {
+                Ok((c, s)) => Ok((c, s, Some(quic_error.to_string()))),
+                Err(h2_error) => Err(ConnectError::Both {
+                    quic: Box::new(quic_error),
+                    h2: Box::new(h2_error),
+                }),
+            }
+        }
+    }
+}
+
+async fn resolve(address: &str) -> Result<SocketAddr, ConnectError> {
+    tokio::net::lookup_host(address)
+        .await
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| ConnectError::Resolve(address.to_owned()))
+}
+
+async fn connect_quic(
+    link: &GatewayLink,
+    endpoints: &Endpoints,
+    clients: &Clients,
+    codec: &Codec,
+    attestation: &dyn Attestation,
+) -> Result<(AnyConn, Control), ConnectError> {
+    let fut = async {
+        let addr = resolve(&link.address).await?;
+        let endpoint = match (addr, endpoints.v6.as_ref()) {
             (SocketAddr::V6(_), Some(v6)) => v6,
-            _ => v4,
+            _ => &endpoints.v4,
         };
         let conn = endpoint
-            .connect_with(client.clone(), addr, &link.server_name)?
+            .connect_with(clients.quic.clone(), addr, &link.server_name)?
             .await?;
-        attestation
-            .check(link, addr)
-            .map_err(ConnectError::Hello)
-            .inspect_err(|_| {
-                conn.close(4u32.into(), b"gateway address fails attestation");
-            })?;
-        let (mut send, mut recv) = Quic(conn.clone()).open().await?;
-        let hello = Frame::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            role: Role::Agent,
-            region: None,
-            software: crate::SOFTWARE.into(),
-        });
-        send_frame(&mut send, codec, &hello, &[]).await?;
-        let (frame, rest) = read_frame(&mut recv, codec)
-            .await?
-            .ok_or_else(|| ConnectError::Hello("control stream closed".into()))?;
-        match frame {
-            Frame::Hello(h)
-                if h.role == Role::Gateway && h.region.as_ref() == Some(&link.region) => {}
-            Frame::Hello(h) => {
-                return Err(ConnectError::Hello(format!(
-                    "gateway says it is {:?} serving {:?}, expected region {}",
-                    h.role, h.region, link.region
-                )))
-            }
-            Frame::Error(e) => return Err(ConnectError::Hello(e.message)),
-            _ => return Err(ConnectError::Hello("unexpected first frame".into())),
-        }
-        Ok((conn, (send, FrameStream::new(recv, *codec, rest))))
+        hello(link, AnyConn::Quic(Quic(conn)), addr, codec, attestation).await
     };
     tokio::time::timeout(CONNECT_TIMEOUT, fut)
         .await
         .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
+}
+
+async fn connect_h2(
+    link: &GatewayLink,
+    clients: &Clients,
+    codec: &Codec,
+    attestation: &dyn Attestation,
+) -> Result<(AnyConn, Control), ConnectError> {
+    let fut = async {
+        let addr = resolve(&link.spec.tcp_address).await?;
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(ConnectError::Tcp)?;
+        let _ = tcp.set_nodelay(true);
+        let name = rustls::pki_types::ServerName::try_from(link.server_name.clone())
+            .map_err(|e| ConnectError::Hello(format!("server name: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(clients.tcp.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(ConnectError::Tls)?;
+        let certs = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let h2 = H2::handshake(tls, &clients.limits, certs, addr).await?;
+        hello(link, AnyConn::H2(h2), addr, codec, attestation).await
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, fut)
+        .await
+        .map_err(|_| ConnectError::Timeout(CONNECT_TIMEOUT))?
+}
+
+/// Attests a new connection's address and exchanges hellos on its control
+/// stream.
+async fn hello(
+    link: &GatewayLink,
+    conn: AnyConn,
+    addr: SocketAddr,
+    codec: &Codec,
+    attestation: &dyn Attestation,
+) -> Result<(AnyConn, Control), ConnectError> {
+    attestation
+        .check(link, addr)
+        .map_err(ConnectError::Hello)
+        .inspect_err(|_| conn.close(4, b"gateway address fails attestation"))?;
+    let (mut send, mut recv) = conn.open().await?;
+    let hello = Frame::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        role: Role::Agent,
+        region: None,
+        software: crate::SOFTWARE.into(),
+    });
+    send_frame(&mut send, codec, &hello, &[]).await?;
+    let (frame, rest) = read_frame(&mut recv, codec)
+        .await?
+        .ok_or_else(|| ConnectError::Hello("control stream closed".into()))?;
+    match frame {
+        Frame::Hello(h) if h.role == Role::Gateway && h.region.as_ref() == Some(&link.region) => {}
+        Frame::Hello(h) => {
+            return Err(ConnectError::Hello(format!(
+                "gateway says it is {:?} serving {:?}, expected region {}",
+                h.role, h.region, link.region
+            )))
+        }
+        Frame::Error(e) => return Err(ConnectError::Hello(e.message)),
+        _ => return Err(ConnectError::Hello("unexpected first frame".into())),
+    }
+    Ok((conn, (send, FrameStream::new(recv, *codec, rest))))
 }
 
 /// Runs the control stream until it (or `watch`) fails, returning why: pings
@@ -641,7 +863,7 @@ async fn connect_once(
 /// and passed to `control`.
 async fn control_loop(
     link: &GatewayLink,
-    conn: &quinn::Connection,
+    conn: &AnyConn,
     (mut send, mut frames): Control,
     codec: &Codec,
     control: &dyn ControlListener,

@@ -127,7 +127,15 @@ impl Identity {
     pub fn of_peer(conn: &quinn::Connection) -> Vec<Identity> {
         conn.peer_identity()
             .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-            .and_then(|chain| chain.first().map(Identity::of_certificate))
+            .map(|chain| Identity::of_chain(&chain))
+            .unwrap_or_default()
+    }
+
+    /// The identities a peer's certificate chain (leaf first) presents.
+    pub fn of_chain(chain: &[CertificateDer<'_>]) -> Vec<Identity> {
+        chain
+            .first()
+            .map(Identity::of_certificate)
             .unwrap_or_default()
     }
 }
@@ -263,6 +271,14 @@ impl TlsMaterial {
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         cfg.alpn_protocols = vec![residency_proto::ALPN.to_vec()];
         cfg.max_early_data_size = 0;
+        Ok(cfg)
+    }
+
+    /// [`TlsMaterial::server_config`] for the HTTP/2 listener on TCP: the same
+    /// identity rules, ALPN `h2`.
+    pub fn tcp_server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let mut cfg = self.server_config()?;
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
         Ok(cfg)
     }
 
