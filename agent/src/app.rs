@@ -312,6 +312,9 @@ impl AgentHandle {
         {
             restart.push("policy.history/builtin_baseline");
         }
+        if current.transport != cfg.transport {
+            restart.push("transport");
+        }
         if current.limits.serve() != cfg.limits.serve() {
             restart.push("limits (connections, header and keep-alive timeouts)");
         }
@@ -325,6 +328,7 @@ impl AgentHandle {
         applied.admin_socket = current.admin_socket.clone();
         applied.policy.history = current.policy.history;
         applied.policy.builtin_baseline = current.policy.builtin_baseline;
+        applied.transport = current.transport;
         // Body timeouts follow the reload; the listener keeps the rest.
         applied.limits = crate::config::LimitsConfig {
             body_read_timeout_secs: cfg.limits.body_read_timeout_secs,

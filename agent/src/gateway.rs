@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, ListenTcp};
 use crate::policy::active::{OpenError, PolicyState};
 use crate::transport::stream::quic::{Quic, QuicRecv, QuicSend};
 use crate::transport::stream::{
@@ -184,9 +184,17 @@ impl GatewayHandle {
             None => None,
             Some(addr) => {
                 let bind_error = |source| GatewayError::Bind { addr, source };
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(bind_error)?;
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    // `listen` asked for any port and the one UDP got is
+                    // taken on TCP: any other will do.
+                    Err(_) if cfg.listen.port() == 0 && cfg.listen_tcp == ListenTcp::On(true) => {
+                        tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                            .await
+                            .map_err(bind_error)?
+                    }
+                    Err(e) => return Err(bind_error(e)),
+                };
                 let bound = listener.local_addr().map_err(bind_error)?;
                 tracker.spawn(accept_tcp(
                     listener,
@@ -215,7 +223,7 @@ impl GatewayHandle {
             shutdown.clone(),
             tracker.clone(),
         ));
-        info!(region = %cfg.region, listen = %local_addr, listen_tcp = ?tcp_addr, max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
+        info!(region = %cfg.region, listen = %local_addr, listen_tcp = tcp_addr.map_or_else(|| "off".to_owned(), |a| a.to_string()), max_tier = %cfg.max_tier(), rescan = cfg.recheck.classify, "gateway listening");
         let probe_addr = match local_addr.ip() {
             std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
                 SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local_addr.port()))

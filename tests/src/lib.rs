@@ -488,6 +488,20 @@ pub fn spawn_gateway(config: &Path) -> (Proc, SocketAddr) {
     (proc, addr)
 }
 
+/// The gateway's HTTP/2 (TCP) address from its "gateway listening" log line.
+pub fn logged_tcp_addr(log: &std::sync::Mutex<Vec<String>>) -> SocketAddr {
+    let lines = log.lock().unwrap();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("gateway listening"))
+        .expect("gateway listening line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["listen_tcp"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no TCP listener in {line}"))
+}
+
 /// [`spawn_gateway`], also collecting the gateway's JSON log lines.
 pub fn spawn_gateway_logged(
     config: &Path,
@@ -507,8 +521,10 @@ pub fn spawn_gateway_logged(
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut addr = None;
+    let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.expect("gateway stderr");
+        seen.push(line.clone());
         if line.contains("gateway listening") {
             let v: serde_json::Value = serde_json::from_str(&line).expect("json log");
             addr = Some(v["listen"].as_str().unwrap().parse().unwrap());
@@ -516,7 +532,7 @@ pub fn spawn_gateway_logged(
         }
     }
     // Keep draining stderr so the child never blocks on a full pipe.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::new(std::sync::Mutex::new(seen));
     let sink = log.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {

@@ -31,11 +31,13 @@ impl Gw {
     }
 
     fn restart(&mut self) {
-        // Same port as before, so the agent's configured address works.
+        // Same port as before, so the agent's configured address works. The
+        // agent uses QUIC here; without the TCP listener, a busy machine's
+        // ephemeral TCP port on the same number cannot stop the restart.
         let text = std::fs::read_to_string(&self.config).unwrap();
         let text = text.replace(
             "listen = \"127.0.0.1:0\"",
-            &format!("listen = \"{}\"", self.addr),
+            &format!("listen = \"{}\"\nlisten_tcp = false", self.addr),
         );
         std::fs::write(&self.config, text).unwrap();
         let (p, addr) = spawn_gateway(&self.config);

@@ -346,7 +346,8 @@ async fn a_gateway_killed_mid_stream_over_http2_is_an_error_not_a_short_answer()
     let stem = keys::gateway_stem(&RegionId::new(MUMBAI).unwrap());
     let cfg = write_gateway_config(dir.path(), MUMBAI, &mock.base_url(), "127.0.0.1:0", &stem);
     GatewayConfig::load(&cfg).unwrap();
-    let (mut gateway, addr) = spawn_gateway(&cfg);
+    let (mut gateway, _, log) = spawn_gateway_logged(&cfg);
+    let addr = logged_tcp_addr(&log);
     let path = dir.path().join("agent.toml");
     std::fs::write(
         &path,
