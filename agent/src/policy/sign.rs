@@ -266,19 +266,7 @@ pub fn verify(
     active_version: Option<u64>,
     max_len: usize,
 ) -> Result<VerifiedPolicy, VerifyError> {
-    let bundle = PolicyBundle::decode(bundle_bytes, max_len)?;
-    let key = trusted
-        .iter()
-        .find(|k| k.key_id == bundle.key_id)
-        .ok_or_else(|| VerifyError::UnknownKeyId(bundle.key_id.clone()))?;
-    let sig: [u8; SIGNATURE_LEN] = bundle
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| BundleError::BadSignatureLength(bundle.signature.len()))?;
-    key.key
-        .verify_strict(&bundle.signed_message(), &Signature::from_bytes(&sig))
-        .map_err(|_| VerifyError::BadSignature(bundle.key_id.clone()))?;
+    let bundle = check_signature(bundle_bytes, trusted, max_len)?;
     if let Some(active) = active_version {
         if bundle.version <= active {
             return Err(VerifyError::Rollback {
@@ -295,6 +283,31 @@ pub fn verify(
         policy,
         bundle_bytes: bundle_bytes.to_vec(),
     })
+}
+
+/// Decodes a bundle and checks that a trusted key signed exactly these bytes,
+/// without validating the policy inside: for a stored bundle that [`verify`]
+/// accepted when it was installed, e.g. to list the history. Any change to the
+/// stored bytes fails here.
+pub fn check_signature(
+    bundle_bytes: &[u8],
+    trusted: &[TrustedKey],
+    max_len: usize,
+) -> Result<PolicyBundle, VerifyError> {
+    let bundle = PolicyBundle::decode(bundle_bytes, max_len)?;
+    let key = trusted
+        .iter()
+        .find(|k| k.key_id == bundle.key_id)
+        .ok_or_else(|| VerifyError::UnknownKeyId(bundle.key_id.clone()))?;
+    let sig: [u8; SIGNATURE_LEN] = bundle
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| BundleError::BadSignatureLength(bundle.signature.len()))?;
+    key.key
+        .verify_strict(&bundle.signed_message(), &Signature::from_bytes(&sig))
+        .map_err(|_| VerifyError::BadSignature(bundle.key_id.clone()))?;
+    Ok(bundle)
 }
 
 fn first(errors: &[PolicyError]) -> String {
