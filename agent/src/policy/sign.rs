@@ -490,6 +490,33 @@ mod tests {
     }
 
     #[test]
+    fn check_signature_checks_the_bytes_but_not_the_policy() {
+        let bytes = signed(5);
+        let b = check_signature(&bytes, &[key(1).public()], MAX).unwrap();
+        assert_eq!((b.version, b.key_id.as_str()), (5, key(1).key_id()));
+        let mut flipped = PolicyBundle::decode(&bytes, MAX).unwrap();
+        let n = flipped.policy.len();
+        flipped.policy[n / 2] ^= 0x01;
+        assert!(matches!(
+            check_signature(&flipped.encode(), &[key(1).public()], MAX),
+            Err(VerifyError::BadSignature(_))
+        ));
+        assert!(matches!(
+            check_signature(&bytes, &[key(2).public()], MAX),
+            Err(VerifyError::UnknownKeyId(_))
+        ));
+        // A signed but invalid policy passes here; only verify lints it.
+        let mut b = sign(POLICY, 1, 0, &key(1)).unwrap();
+        b.policy = b"[[rule]]\nname = \"x\"\n".to_vec();
+        b.signature = key(1).key.sign(&b.signed_message()).to_bytes().to_vec();
+        assert!(check_signature(&b.encode(), &[key(1).public()], MAX).is_ok());
+        assert!(matches!(
+            verify(&b.encode(), &[key(1).public()], None, MAX),
+            Err(VerifyError::InvalidPolicy(_))
+        ));
+    }
+
+    #[test]
     fn oversize_is_refused_on_both_sides() {
         let huge = format!("{POLICY}# {}\n", "x".repeat(MAX));
         assert!(lint(&huge).is_ok());
