@@ -5,8 +5,8 @@
 //! `flush()` does not fsync on Linux and it has corruption reports after hard
 //! kills, so the bundle that matters most is also written as a file the
 //! crash-safe way (temp file, fsync, rename, fsync the directory). At start
-//! the caller verifies every candidate and keeps the newest valid one; a
-//! missing or damaged sled is moved aside and rebuilt from the file.
+//! the caller verifies candidates newest first and keeps the first valid one;
+//! a missing or damaged sled is moved aside and rebuilt from the file.
 
 use std::fs;
 use std::io::Write;

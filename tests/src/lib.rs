@@ -386,6 +386,52 @@ pub fn chat(content: &str, stream: bool) -> String {
     .to_string()
 }
 
+/// One rule of [`generated_policy`]: four shapes, so every condition and both
+/// actions appear. Rule `i` of the first shape (`i % 4 == 0`) routes model
+/// `model-{i}` to `aws:ap-south-1`, else `aws:ap-south-2`.
+fn generated_rule(i: usize) -> String {
+    match i % 4 {
+        0 => format!(
+            "[[rule]]\nname = \"model-{i}\"\n[rule.match]\nmodel = [\"model-{i}\"]\n\
+             [rule.allow]\nregions = [\"aws:ap-south-1\", \"aws:ap-south-2\"]\n"
+        ),
+        1 => format!(
+            "[[rule]]\nname = \"ids-{i}\"\n[rule.match]\nentities = [\"pan\", \"aadhaar\"]\n\
+             tier_at_least = \"confidential\"\n[rule.deny]\nreason = \"rule {i}: no identifiers\"\n"
+        ),
+        2 => format!(
+            "[[rule]]\nname = \"country-{i}\"\n[rule.match]\nsubject_country = [\"IN\", \"unknown\"]\n\
+             model = [\"family-{i}*\"]\n[rule.allow]\njurisdictions = [\"IN\", \"*\"]\n"
+        ),
+        _ => format!(
+            "[[rule]]\nname = \"tier-{i}\"\n[rule.match]\ntier = [\"public\", \"internal\"]\n\
+             model = [\"tiered-{i}\"]\n[rule.allow]\njurisdictions = [\"IN\"]\n"
+        ),
+    }
+}
+
+/// Room [`generated_policy`] leaves in a bundle for its header and signature:
+/// `generated_policy(usize::MAX, FULL_BUNDLE_POLICY_BYTES)` is as large as a
+/// bundle may hold.
+pub const FULL_BUNDLE_POLICY_BYTES: usize = residency_proto::DEFAULT_MAX_BUNDLE_LEN - 512;
+
+/// A valid policy named `generated` of `rules` rules, the last one
+/// (`rest`) a catch-all allowing India, or fewer rules if the text would pass
+/// `max_bytes`. The same shapes as `agent/benches/policy.rs`.
+pub fn generated_policy(rules: usize, max_bytes: usize) -> String {
+    const LAST: &str = "[[rule]]\nname = \"rest\"\n[rule.allow]\njurisdictions = [\"IN\"]\n";
+    let mut text = String::from("name = \"generated\"\nunscannable_tier = \"restricted\"\n");
+    for i in 0..rules.saturating_sub(1) {
+        let r = generated_rule(i);
+        if text.len() + r.len() + LAST.len() > max_bytes {
+            break;
+        }
+        text.push_str(&r);
+    }
+    text.push_str(LAST);
+    text
+}
+
 /// Opens a stream on the agent's connection to `region`'s gateway and sends a
 /// hand-made `POST /v1/chat/completions` head claiming `tier`, then `body`;
 /// returns the first frame the gateway answers with. This is what an agent

@@ -3,6 +3,11 @@
 //! request finishes under the policy it started with. A bundle with a bad
 //! signature, an unknown key or a version not newer than the active one is
 //! refused with a log line and a counter, and the active policy stays.
+//!
+//! At start only what is activated is verified in full (signature and
+//! policy): the newest stored bundle that holds. History entries are checked
+//! when they are used: verified in full if one has to be activated, their
+//! signature checked when the history is listed.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +17,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::sign::{verify, TrustedKey, VerifyError};
+use super::sign::{check_signature, verify, TrustedKey, VerifyError};
 use super::Policy;
 use crate::store::{PolicyStore, Source, StoreError};
 
@@ -108,14 +113,24 @@ pub fn load_trusted_keys(paths: &[PathBuf]) -> Result<Vec<TrustedKey>, OpenError
 }
 
 impl PolicyState {
-    /// Opens the store in `dir`, verifies what it holds and activates the
-    /// newest valid bundle (or the built-in baseline if the config asks and
-    /// nothing valid is stored).
+    /// Opens the store in `dir` and activates the newest valid bundle (or the
+    /// built-in baseline if the config asks and nothing valid is stored).
     pub fn open(cfg: &PolicyConfig, dir: &Path) -> Result<PolicyState, OpenError> {
         let trusted = load_trusted_keys(&cfg.trusted_keys)?;
         let store = PolicyStore::open(dir, cfg.history)?;
         let mut chosen: Option<ActivePolicy> = None;
+        // Newest claimed version first, the last-known-good file (whose
+        // version is known only once verified) before all. Once one holds,
+        // only an entry claiming a newer version could replace it; the older
+        // ones are not verified now, but when they are used.
         for cand in store.candidates() {
+            if chosen
+                .as_ref()
+                .and_then(|c| c.version)
+                .is_some_and(|v| cand.version <= v)
+            {
+                break;
+            }
             match verify(&cand.bytes, &trusted, None, MAX_BUNDLE_BYTES) {
                 Ok(v) => {
                     if chosen.as_ref().and_then(|c| c.version) >= Some(v.version) {
@@ -236,13 +251,33 @@ impl PolicyState {
     }
 
     /// Stored history, newest first: (version, key id, issued at) of every
-    /// bundle that still verifies.
+    /// bundle still signed by a trusted key. Their policies were validated
+    /// when they were installed and are covered by the signature, so they are
+    /// not linted again; an entry whose bytes changed on disk is left out.
     pub fn history(&self) -> Vec<(u64, String, u64)> {
+        let trusted = self.trusted_keys();
         self.store
             .history()
             .into_iter()
-            .filter_map(|b| verify(&b.bytes, &self.trusted_keys(), None, MAX_BUNDLE_BYTES).ok())
-            .map(|v| (v.version, v.key_id, v.issued_at))
+            .filter_map(
+                |b| match check_signature(&b.bytes, &trusted, MAX_BUNDLE_BYTES) {
+                    Ok(bundle) if bundle.version == b.version => {
+                        Some((bundle.version, bundle.key_id, bundle.issued_at))
+                    }
+                    Ok(bundle) => {
+                        warn!(
+                            stored_version = b.version,
+                            bundle_version = bundle.version,
+                            "policy history entry stored under another version; left out"
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        warn!(stored_version = b.version, error = %e, "policy history entry refused; left out");
+                        None
+                    }
+                },
+            )
             .collect()
     }
 }

@@ -7,7 +7,13 @@
 //! unknown fields, wrong types) carry its span; their field path is found by
 //! walking a `toml_edit` parse of the same text to the deepest key or value
 //! whose span contains the error.
+//!
+//! Checking is linear in the size of the text: the `toml_edit` parse is made
+//! at most once and only when an error needs a table's span, line numbers come
+//! from an index of line starts built once, and duplicate and name checks use
+//! hash sets.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
@@ -171,6 +177,17 @@ enum Seg<'a> {
 struct Checker<'a> {
     text: &'a str,
     errors: Vec<PolicyError>,
+    /// Byte offsets of line starts, built at the first error.
+    lines: OnceCell<LineIndex>,
+    /// The `toml_edit` parse, made at the first error that needs a table's
+    /// span (`None` if it fails, which `toml` accepting the text rules out).
+    doc: OnceCell<Option<toml_edit::ImDocument<&'a str>>>,
+}
+
+/// Where each line of a text starts, to turn byte offsets into positions
+/// without scanning the text again for every error.
+struct LineIndex {
+    starts: Vec<usize>,
 }
 
 /// Parses and validates policy text, returning every problem found.
@@ -195,6 +212,8 @@ pub fn lint(text: &str) -> Result<Policy, Vec<PolicyError>> {
     let mut c = Checker {
         text,
         errors: Vec::new(),
+        lines: OnceCell::new(),
+        doc: OnceCell::new(),
     };
     let policy = c.policy(raw);
     if c.errors.is_empty() {
@@ -207,7 +226,11 @@ pub fn lint(text: &str) -> Result<Policy, Vec<PolicyError>> {
 
 impl Checker<'_> {
     fn err(&mut self, span: Range<usize>, field: String, kind: PolicyErrorKind, reason: String) {
-        let (line, column) = line_col(self.text, span.start);
+        let text = self.text;
+        let (line, column) = self
+            .lines
+            .get_or_init(|| LineIndex::new(text))
+            .line_col(text, span.start);
         self.errors.push(PolicyError {
             line,
             column,
@@ -221,7 +244,11 @@ impl Checker<'_> {
     /// item that has one). Tables are not wrapped in `Spanned` because an
     /// implicit table (`[default.deny]` defines `default`) has no span to give.
     fn locate(&self, path: &[Seg<'_>], last: &str) -> Range<usize> {
-        let Ok(doc) = toml_edit::ImDocument::parse(self.text) else {
+        let text = self.text;
+        let Some(doc) = self
+            .doc
+            .get_or_init(|| toml_edit::ImDocument::parse(text).ok())
+        else {
             return 0..0;
         };
         let mut best = 0..0;
@@ -257,7 +284,10 @@ impl Checker<'_> {
         let apps = self.apps(raw.app);
         let rules = self.rules(raw.rule, &regions, &apps);
         let default = match raw.default {
-            Some(d) => self.action(&[Seg::Key("default")], "default", d.allow, d.deny, &regions),
+            Some(d) => {
+                let ids: HashSet<&RegionId> = regions.iter().map(|r| &r.id).collect();
+                self.action(&[Seg::Key("default")], "default", d.allow, d.deny, &ids)
+            }
             None => Decision::Deny {
                 reason: "no rule of the policy matched this request".into(),
             },
@@ -320,6 +350,7 @@ impl Checker<'_> {
 
     fn regions(&mut self, raw: Vec<Spanned<RawRegion>>) -> Vec<PolicyRegion> {
         let mut out: Vec<PolicyRegion> = Vec::new();
+        let mut ids: HashSet<RegionId> = HashSet::new();
         for (i, r) in raw.into_iter().enumerate() {
             let r = r.into_inner();
             let field = format!("region[{i}]");
@@ -344,7 +375,7 @@ impl Checker<'_> {
                 );
                 continue;
             }
-            if out.iter().any(|o| o.id == id) {
+            if ids.contains(&id) {
                 self.err(
                     r.id.span(),
                     format!("{field}.id"),
@@ -365,6 +396,7 @@ impl Checker<'_> {
                     "city must not be empty".into(),
                 );
             }
+            ids.insert(id.clone());
             out.push(PolicyRegion {
                 id,
                 jurisdiction,
@@ -377,12 +409,13 @@ impl Checker<'_> {
     fn apps(&mut self, raw: Vec<Spanned<RawApp>>) -> Vec<App> {
         let mut out: Vec<App> = Vec::new();
         let mut hashes: HashMap<[u8; 32], String> = HashMap::new();
+        let mut names: HashSet<String> = HashSet::new();
         for (i, a) in raw.into_iter().enumerate() {
             let span = a.span();
             let a = a.into_inner();
             let field = format!("app[{i}]");
             self.name(&a.name, format!("{field}.name"));
-            if out.iter().any(|o| &o.name == a.name.get_ref()) {
+            if !names.insert(a.name.get_ref().clone()) {
                 self.err(
                     a.name.span(),
                     format!("{field}.name"),
@@ -460,6 +493,8 @@ impl Checker<'_> {
     ) -> Vec<Rule> {
         let mut out: Vec<Rule> = Vec::new();
         let mut names: HashSet<String> = HashSet::new();
+        let app_names: HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        let region_ids: HashSet<&RegionId> = regions.iter().map(|r| &r.id).collect();
         let mut catch_all: Option<(usize, String)> = None;
         for (i, r) in raw.into_iter().enumerate() {
             let r = r.into_inner();
@@ -492,7 +527,7 @@ impl Checker<'_> {
                 );
             }
             let when = match r.when {
-                Some(m) => self.conditions(m, &field, apps),
+                Some(m) => self.conditions(m, &field, &app_names),
                 None => Match::default(),
             };
             if when.is_catch_all() && catch_all.is_none() {
@@ -503,7 +538,7 @@ impl Checker<'_> {
                 &field,
                 r.allow,
                 r.deny,
-                regions,
+                &region_ids,
             );
             out.push(Rule {
                 name,
@@ -551,7 +586,7 @@ impl Checker<'_> {
         Some(out)
     }
 
-    fn conditions(&mut self, m: RawMatch, rule: &str, apps: &[App]) -> Match {
+    fn conditions(&mut self, m: RawMatch, rule: &str, apps: &HashSet<&str>) -> Match {
         let f = |name: &str| format!("{rule}.match.{name}");
         let any_of = self.list(m.tier, f("tier"), |c, _, v, field| Some(c.tier(v, field)));
         let tier = match (any_of, m.tier_at_least) {
@@ -594,7 +629,7 @@ impl Checker<'_> {
                 }
             });
         let app = self.list(m.app, f("app"), |c, _, v, field| {
-            if apps.iter().any(|a| &a.name == v.get_ref()) {
+            if apps.contains(v.get_ref().as_str()) {
                 Some(v.get_ref().clone())
             } else {
                 c.err(
@@ -638,7 +673,7 @@ impl Checker<'_> {
         field: &str,
         allow: Option<RawAllow>,
         deny: Option<RawDeny>,
-        regions: &[PolicyRegion],
+        regions: &HashSet<&RegionId>,
     ) -> Decision {
         let fail = Decision::Deny {
             reason: "invalid action".into(),
@@ -665,34 +700,32 @@ impl Checker<'_> {
                 );
                 fail
             }
-            (None, Some(d)) => {
-                let dspan = self.locate(path, "deny");
-                match d.reason {
-                    Some(r) if !r.get_ref().trim().is_empty() => Decision::Deny {
-                        reason: r.into_inner(),
-                    },
-                    Some(r) => {
-                        self.err(
-                            r.span(),
-                            format!("{field}.deny.reason"),
-                            PolicyErrorKind::DenyWithoutReason,
-                            "the reason must not be empty: the caller sees it with HTTP 451".into(),
-                        );
-                        fail
-                    }
-                    None => {
-                        self.err(
-                            dspan,
-                            format!("{field}.deny.reason"),
-                            PolicyErrorKind::DenyWithoutReason,
-                            "deny needs a reason: the caller sees it with HTTP 451".into(),
-                        );
-                        fail
-                    }
+            (None, Some(d)) => match d.reason {
+                Some(r) if !r.get_ref().trim().is_empty() => Decision::Deny {
+                    reason: r.into_inner(),
+                },
+                Some(r) => {
+                    self.err(
+                        r.span(),
+                        format!("{field}.deny.reason"),
+                        PolicyErrorKind::DenyWithoutReason,
+                        "the reason must not be empty: the caller sees it with HTTP 451".into(),
+                    );
+                    fail
                 }
-            }
+                None => {
+                    let dspan = self.locate(path, "deny");
+                    self.err(
+                        dspan,
+                        format!("{field}.deny.reason"),
+                        PolicyErrorKind::DenyWithoutReason,
+                        "deny needs a reason: the caller sees it with HTTP 451".into(),
+                    );
+                    fail
+                }
+            },
             (Some(a), None) => {
-                let aspan = self.locate(path, "allow");
+                let errors_before = self.errors.len();
                 let ids = self
                     .list(a.regions, format!("{field}.allow.regions"), |c, _, v, f| {
                         match RegionId::new(v.get_ref()) {
@@ -700,10 +733,7 @@ impl Checker<'_> {
                                 c.err(v.span(), f, PolicyErrorKind::BadRegionId, e.to_string());
                                 None
                             }
-                            Ok(id)
-                                if id.catalogue_entry().is_none()
-                                    && !regions.iter().any(|r| r.id == id) =>
-                            {
+                            Ok(id) if id.catalogue_entry().is_none() && !regions.contains(&id) => {
                                 c.err(
                                     v.span(),
                                     f,
@@ -749,11 +779,13 @@ impl Checker<'_> {
                     any_jurisdiction: any,
                 };
                 if set.regions.is_empty() && set.jurisdictions.is_empty() && !set.any_jurisdiction {
-                    if self
-                        .errors
+                    // Only the lists above report errors under this allow.
+                    let prefix = format!("{field}.allow");
+                    if self.errors[errors_before..]
                         .iter()
-                        .all(|e| !e.field.starts_with(&format!("{field}.allow")))
+                        .all(|e| !e.field.starts_with(&prefix))
                     {
+                        let aspan = self.locate(path, "allow");
                         self.err(
                             aspan,
                             format!("{field}.allow"),
@@ -782,16 +814,32 @@ impl Match {
     }
 }
 
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let starts = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// 1-based line and character column of a byte offset into `text`, the
+    /// text this index was built from.
+    fn line_col(&self, text: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // The number of line starts at or before `offset` is the line number;
+        // the first start is 0, so it is at least 1.
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let line_start = self.starts[line - 1];
+        (line, text[line_start..offset].chars().count() + 1)
+    }
+}
+
 /// 1-based line and character column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
+    LineIndex::new(text).line_col(text, offset)
 }
 
 /// The path (`rule[2].allow.regions[0]`) of the deepest key or value whose span
@@ -1169,6 +1217,39 @@ jurisdictions = [\"IN\"]
         let p = lint("[[rule]]\nname = \"r\"\nmatch.tier = [\"restricted\"]\nallow = { jurisdictions = [\"IN\"] }\n\n[default]\ndeny.reason = \"no\"\n").unwrap();
         assert_eq!(p.rules().len(), 1);
         assert!(!p.rules()[0].when.is_catch_all());
+    }
+
+    #[test]
+    fn errors_deep_in_a_large_policy_keep_their_position() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!(
+                "[[rule]]\nname = \"r{i}\"\n[rule.match]\ntier = [\"public\"]\n[rule.allow]\njurisdictions = [\"IN\"]\n"
+            ));
+        }
+        text.push_str(
+            "[[rule]]\nname = \"r5\"\n[rule.deny]\n[[rule]]\nname = \"é\"\n[rule.allow]\n",
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                (6002, 8, f("rule[1000].name"), PolicyErrorKind::Duplicate),
+                (
+                    6003,
+                    1,
+                    f("rule[1000].deny.reason"),
+                    PolicyErrorKind::DenyWithoutReason
+                ),
+                (6005, 8, f("rule[1001].name"), PolicyErrorKind::BadName),
+                (6005, 8, f("rule[1001].name"), PolicyErrorKind::Unreachable),
+                (
+                    6006,
+                    1,
+                    f("rule[1001].allow"),
+                    PolicyErrorKind::AllowsNothing
+                ),
+            ]
+        );
     }
 
     #[test]

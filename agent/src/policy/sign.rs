@@ -266,19 +266,7 @@ pub fn verify(
     active_version: Option<u64>,
     max_len: usize,
 ) -> Result<VerifiedPolicy, VerifyError> {
-    let bundle = PolicyBundle::decode(bundle_bytes, max_len)?;
-    let key = trusted
-        .iter()
-        .find(|k| k.key_id == bundle.key_id)
-        .ok_or_else(|| VerifyError::UnknownKeyId(bundle.key_id.clone()))?;
-    let sig: [u8; SIGNATURE_LEN] = bundle
-        .signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| BundleError::BadSignatureLength(bundle.signature.len()))?;
-    key.key
-        .verify_strict(&bundle.signed_message(), &Signature::from_bytes(&sig))
-        .map_err(|_| VerifyError::BadSignature(bundle.key_id.clone()))?;
+    let bundle = check_signature(bundle_bytes, trusted, max_len)?;
     if let Some(active) = active_version {
         if bundle.version <= active {
             return Err(VerifyError::Rollback {
@@ -295,6 +283,31 @@ pub fn verify(
         policy,
         bundle_bytes: bundle_bytes.to_vec(),
     })
+}
+
+/// Decodes a bundle and checks that a trusted key signed exactly these bytes,
+/// without validating the policy inside: for a stored bundle that [`verify`]
+/// accepted when it was installed, e.g. to list the history. Any change to the
+/// stored bytes fails here.
+pub fn check_signature(
+    bundle_bytes: &[u8],
+    trusted: &[TrustedKey],
+    max_len: usize,
+) -> Result<PolicyBundle, VerifyError> {
+    let bundle = PolicyBundle::decode(bundle_bytes, max_len)?;
+    let key = trusted
+        .iter()
+        .find(|k| k.key_id == bundle.key_id)
+        .ok_or_else(|| VerifyError::UnknownKeyId(bundle.key_id.clone()))?;
+    let sig: [u8; SIGNATURE_LEN] = bundle
+        .signature
+        .as_slice()
+        .try_into()
+        .map_err(|_| BundleError::BadSignatureLength(bundle.signature.len()))?;
+    key.key
+        .verify_strict(&bundle.signed_message(), &Signature::from_bytes(&sig))
+        .map_err(|_| VerifyError::BadSignature(bundle.key_id.clone()))?;
+    Ok(bundle)
 }
 
 fn first(errors: &[PolicyError]) -> String {
@@ -474,6 +487,33 @@ mod tests {
         let err = verify(&b.encode(), &[key(1).public()], None, MAX).unwrap_err();
         assert!(matches!(err, VerifyError::InvalidPolicy(_)), "{err:?}");
         assert!(err.to_string().contains("unknown region id"));
+    }
+
+    #[test]
+    fn check_signature_checks_the_bytes_but_not_the_policy() {
+        let bytes = signed(5);
+        let b = check_signature(&bytes, &[key(1).public()], MAX).unwrap();
+        assert_eq!((b.version, b.key_id.as_str()), (5, key(1).key_id()));
+        let mut flipped = PolicyBundle::decode(&bytes, MAX).unwrap();
+        let n = flipped.policy.len();
+        flipped.policy[n / 2] ^= 0x01;
+        assert!(matches!(
+            check_signature(&flipped.encode(), &[key(1).public()], MAX),
+            Err(VerifyError::BadSignature(_))
+        ));
+        assert!(matches!(
+            check_signature(&bytes, &[key(2).public()], MAX),
+            Err(VerifyError::UnknownKeyId(_))
+        ));
+        // A signed but invalid policy passes here; only verify lints it.
+        let mut b = sign(POLICY, 1, 0, &key(1)).unwrap();
+        b.policy = b"[[rule]]\nname = \"x\"\n".to_vec();
+        b.signature = key(1).key.sign(&b.signed_message()).to_bytes().to_vec();
+        assert!(check_signature(&b.encode(), &[key(1).public()], MAX).is_ok());
+        assert!(matches!(
+            verify(&b.encode(), &[key(1).public()], None, MAX),
+            Err(VerifyError::InvalidPolicy(_))
+        ));
     }
 
     #[test]
