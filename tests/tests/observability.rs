@@ -152,8 +152,16 @@ async fn observability_answers_keep_their_types_and_unknown_urls_are_json() {
     );
     let r = send("GET", &format!("{base}/readyz"), "").await;
     assert_eq!(
-        (r.status, r.header("content-type"), r.body.as_str()),
-        (200, "text/plain", "ready\n")
+        (r.status, r.header("content-type"), r.body.lines().next()),
+        (200, "text/plain", Some("ready"))
+    );
+    // Then one line per gateway: region, name, health and transport.
+    let gateways: Vec<&str> = r.body.lines().skip(1).collect();
+    assert_eq!(gateways.len(), 3, "{}", r.body);
+    assert!(
+        gateways.contains(&"gateway aws:ap-south-1 gw-aws-ap-south-1: healthy over quic"),
+        "{}",
+        r.body
     );
     let m = send("GET", &format!("{base}/metrics"), "").await;
     assert_eq!(m.header("content-type"), "text/plain; version=0.0.4");

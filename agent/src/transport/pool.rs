@@ -206,6 +206,8 @@ enum ConnectError {
     Tcp(std::io::Error),
     #[error("TLS: {0}")]
     Tls(std::io::Error),
+    #[error("{0}")]
+    Earlier(String),
     #[error("QUIC: {quic}; HTTP/2: {h2}")]
     Both {
         quic: Box<ConnectError>,
@@ -541,15 +543,19 @@ async fn supervise(
     let mut backoff = BACKOFF_MIN;
     let mut jitter = Jitter::from_os();
     let mut attempt: u32 = 0;
-    // In auto mode: when QUIC last failed. Within a re-probe interval of
-    // that, a reconnection goes straight to HTTP/2.
-    let mut quic_failed: Option<Instant> = None;
+    // In auto mode: when QUIC last failed where HTTP/2 then worked (UDP is
+    // blocked), and why. Within a re-probe interval of that, a reconnection
+    // goes straight to HTTP/2. A gateway that is down on both transports
+    // does not count: when it returns, QUIC is tried first.
+    let mut quic_failed: Option<(Instant, String)> = None;
     let reprobe = Duration::from_secs(transport.reprobe_secs);
     loop {
         attempt += 1;
         let clients = link.clients.load_full();
-        let skip_quic = transport.mode == TransportMode::Auto
-            && quic_failed.is_some_and(|t| t.elapsed() < reprobe);
+        let skip_quic = quic_failed
+            .as_ref()
+            .filter(|(t, _)| transport.mode == TransportMode::Auto && t.elapsed() < reprobe)
+            .map(|(_, why)| why.as_str());
         let connected = tokio::select! {
             r = connect(&link, &endpoints, transport, skip_quic, &clients, &codec, &*attestation) => r,
             () = shutdown.cancelled() => return,
@@ -558,7 +564,9 @@ async fn supervise(
             Ok((conn, stream, quic_error)) => {
                 match &quic_error {
                     Some(e) => {
-                        quic_failed = Some(Instant::now());
+                        if skip_quic.is_none() {
+                            quic_failed = Some((Instant::now(), e.clone()));
+                        }
                         warn!(region = %link.region, endpoint = %link.name, address = %conn.remote_address(), quic_error = %e, "gateway reached over HTTP/2: QUIC did not connect; trying QUIC again in the background");
                     }
                     None if conn.transport() == Transport::Quic => quic_failed = None,
@@ -626,9 +634,6 @@ async fn supervise(
                 }
             }
             Err(e) => {
-                if matches!(e, ConnectError::Both { .. }) {
-                    quic_failed = Some(Instant::now());
-                }
                 link.set_last_error(Some(e.to_string()));
                 if attempt == 1 || attempt % 10 == 0 {
                     warn!(region = %link.region, endpoint = %link.name, attempt, error = %e, "gateway connect failed");
@@ -718,13 +723,13 @@ type Control = (AnySend, FrameStream<AnyRecv>);
 
 /// One connection attempt as `transport` says: QUIC, HTTP/2, or in auto
 /// mode QUIC within its timeout and then HTTP/2 (straight to HTTP/2 when
-/// `skip_quic`). On success, also why QUIC did not connect when HTTP/2 was
-/// used in its place.
+/// `skip_quic` says why QUIC failed recently). On success, also why QUIC did
+/// not connect when HTTP/2 was used in its place.
 async fn connect(
     link: &GatewayLink,
     endpoints: &Endpoints,
     transport: TransportConfig,
-    skip_quic: bool,
+    skip_quic: Option<&str>,
     clients: &Clients,
     codec: &Codec,
     attestation: &dyn Attestation,
@@ -734,9 +739,16 @@ async fn connect(
     match transport.mode {
         TransportMode::Quic => quic().await.map(|(c, s)| (c, s, None)),
         TransportMode::H2 => h2().await.map(|(c, s)| (c, s, None)),
-        TransportMode::Auto if skip_quic => h2()
-            .await
-            .map(|(c, s)| (c, s, Some("failed recently".to_owned()))),
+        TransportMode::Auto if skip_quic.is_some() => {
+            let recently = format!("failed recently: {}", skip_quic.unwrap_or_default());
+            match h2().await {
+                Ok((c, s)) => Ok((c, s, Some(recently))),
+                Err(h2_error) => Err(ConnectError::Both {
+                    quic: Box::new(ConnectError::Earlier(recently)),
+                    h2: Box::new(h2_error),
+                }),
+            }
+        }
         TransportMode::Auto => {
             let limit = Duration::from_millis(transport.quic_timeout_ms);
             let tried = tokio::time::timeout(limit, quic())
