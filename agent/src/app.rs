@@ -26,6 +26,7 @@ pub struct AgentHandle {
     geo: Arc<arc_swap::ArcSwap<crate::geo::Geo>>,
     classifier: Arc<crate::classify::Classifier>,
     pins: Arc<crate::plan::pin::Pins>,
+    objects: crate::objects::ObjectMap,
     metrics: Arc<crate::admin::metrics::Metrics>,
     local_addr: SocketAddr,
     observe_addr: SocketAddr,
@@ -66,6 +67,9 @@ pub enum StartError {
     /// The QUIC client endpoint could not be created.
     #[error("cannot open QUIC endpoint: {0}")]
     Quic(std::io::Error),
+    /// The object residency map could not be opened.
+    #[error("cannot open the object map in the state directory: {0}")]
+    Objects(sled::Error),
     /// `tls.cert` is not an agent certificate.
     #[error("tls.cert names {0}, not an agent identity (urn:residency:agent:NAME)")]
     WrongIdentity(String),
@@ -128,6 +132,11 @@ impl AgentHandle {
         let pins = Arc::new(crate::plan::pin::Pins::new(Duration::from_secs(
             cfg.routing.pin_ttl_secs,
         )));
+        let objects = crate::objects::ObjectMap::open(
+            &cfg.state_dir.join("objects"),
+            cfg.routing.object_ttl(),
+        )
+        .map_err(StartError::Objects)?;
         let ingress = Arc::new(arc_swap::ArcSwap::from_pointee(Self::ingress_for(
             &cfg,
             &pool,
@@ -135,10 +144,12 @@ impl AgentHandle {
             geo,
             &classifier,
             &pins,
+            &objects,
             &audit,
             &metrics,
         )));
         let tracker = TaskTracker::new();
+        tracker.spawn(sweep_objects(objects.clone(), shutdown.clone()));
         metrics.cert_not_after.set(tls.not_after().unwrap_or(0));
         tracker.spawn(crate::transport::tls::watch_expiry(
             "tls.cert",
@@ -197,6 +208,7 @@ impl AgentHandle {
             geo: geo_swap,
             classifier,
             pins,
+            objects,
             metrics,
             local_addr,
             observe_addr,
@@ -207,6 +219,11 @@ impl AgentHandle {
             shutdown,
             tracker,
         })
+    }
+
+    /// The object residency map.
+    pub fn objects(&self) -> &crate::objects::ObjectMap {
+        &self.objects
     }
 
     /// The admin socket (`policy push --agent`, audit export, status).
@@ -232,6 +249,7 @@ impl AgentHandle {
         geo: Arc<crate::geo::Geo>,
         classifier: &Arc<crate::classify::Classifier>,
         pins: &Arc<crate::plan::pin::Pins>,
+        objects: &crate::objects::ObjectMap,
         audit: &crate::audit::AuditWriter,
         metrics: &Arc<crate::admin::metrics::Metrics>,
     ) -> Ingress {
@@ -244,6 +262,8 @@ impl AgentHandle {
             policy: policy.clone(),
             geo,
             pins: pins.clone(),
+            objects: objects.clone(),
+            pin_by_api_key: cfg.routing.pin_by_api_key,
             audit: audit.clone(),
             audit_sync: cfg.audit.durable_before_response,
             metrics: metrics.clone(),
@@ -288,6 +308,7 @@ impl AgentHandle {
             geo,
             &self.classifier,
             &self.pins,
+            &self.objects,
             &self.audit,
             &self.metrics,
         )));
@@ -431,4 +452,26 @@ fn link_specs(cfg: &AgentConfig) -> Vec<LinkSpec> {
             server_name: gw.tls_server_name(),
         })
         .collect()
+}
+
+/// How often expired object map entries are removed.
+const OBJECT_SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes expired object map entries every hour until `shutdown`.
+async fn sweep_objects(objects: crate::objects::ObjectMap, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(OBJECT_SWEEP_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let map = objects.clone();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if let Ok(n) = tokio::task::spawn_blocking(move || map.sweep(now)).await {
+            if n > 0 {
+                info!(expired = n, "object map entries removed");
+            }
+        }
+    }
 }

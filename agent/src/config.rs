@@ -219,11 +219,29 @@ pub struct RoutingConfig {
     /// How long a conversation that carried restricted data stays pinned to
     /// the jurisdiction it was sent to, in seconds (0 turns pinning off).
     pub pin_ttl_secs: u64,
+    /// Also treat all requests made with one API key (and no conversation
+    /// signal) as one conversation. Off by default: after one restricted
+    /// request, every later request of that application would stay pinned.
+    pub pin_by_api_key: bool,
+    /// How long the region of a stored object (file, batch, vector store,
+    /// stored response, conversation) is remembered, in days.
+    pub object_ttl_days: u64,
 }
 
 impl Default for RoutingConfig {
     fn default() -> Self {
-        RoutingConfig { pin_ttl_secs: 3600 }
+        RoutingConfig {
+            pin_ttl_secs: 3600,
+            pin_by_api_key: false,
+            object_ttl_days: 30,
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// How long a stored object's region is remembered.
+    pub fn object_ttl(&self) -> Duration {
+        Duration::from_secs(self.object_ttl_days.saturating_mul(86_400))
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use axum::Router as HttpRouter;
 use http::Method;
 use residency_proto::{Codec, Tier};
@@ -62,6 +62,8 @@ pub struct Ingress {
     pub(crate) policy: Arc<PolicyState>,
     pub(crate) geo: Arc<crate::geo::Geo>,
     pub(crate) pins: Arc<crate::plan::pin::Pins>,
+    pub(crate) objects: crate::objects::ObjectMap,
+    pub(crate) pin_by_api_key: bool,
     pub(crate) audit: AuditWriter,
     pub(crate) audit_sync: bool,
     pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
@@ -82,6 +84,7 @@ impl Ingress {
             catalogue: &self.catalogue,
             geo: &self.geo,
             pins: Some(&self.pins),
+            pin_by_api_key: self.pin_by_api_key,
         }
     }
 }
@@ -111,21 +114,22 @@ pub async fn serve(
 
 type Shared = Arc<arc_swap::ArcSwap<Ingress>>;
 
-/// The API paths the agent serves, and the audited 404/405 for the rest.
+/// The API paths the agent serves (everything under `/v1/`), and the
+/// audited 404/405 for the rest.
 fn router(ingress: Shared) -> HttpRouter {
-    let api = |api: ApiPath| {
-        move |State(ingress): State<Shared>,
-              ConnectInfo(peer): ConnectInfo<SocketAddr>,
-              req: http::Request<axum::body::Body>| async move {
-            let ingress = ingress.load_full();
-            // axum answers HEAD on GET routes; the API does not.
-            let api = if req.method() == Method::HEAD {
-                Err(ApiError::method_not_allowed(req.method(), req.uri().path()))
-            } else {
-                Ok(api)
-            };
-            handle(&ingress, api, req, peer).await
-        }
+    let api = move |State(ingress): State<Shared>,
+                    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                    req: http::Request<axum::body::Body>| async move {
+        let ingress = ingress.load_full();
+        let req = without_trailing_slash(req);
+        let method = req.method();
+        let api = if [Method::GET, Method::POST, Method::DELETE].contains(method) {
+            ApiPath::of(method, req.uri().path())
+                .ok_or_else(|| ApiError::not_found(method, req.uri().path()))
+        } else {
+            Err(ApiError::method_not_allowed(method, req.uri().path()))
+        };
+        handle(&ingress, api, req, peer).await
     };
     let refuse = |not_found: bool| {
         move |State(ingress): State<Shared>,
@@ -143,15 +147,27 @@ fn router(ingress: Shared) -> HttpRouter {
     };
     HttpRouter::new()
         .route("/healthz", get(|| async { ApiError::healthy() }))
-        .route("/v1/chat/completions", post(api(ApiPath::ChatCompletions)))
-        .route("/v1/completions", post(api(ApiPath::Completions)))
-        .route("/v1/embeddings", post(api(ApiPath::Embeddings)))
-        .route("/v1/responses", post(api(ApiPath::Responses)))
-        .route("/v1/models", get(api(ApiPath::Models)))
-        .route("/v1/models/{*id}", get(api(ApiPath::Models)))
+        .route("/v1/{*rest}", any(api))
         .fallback(refuse(true))
         .method_not_allowed_fallback(refuse(false))
         .with_state(ingress)
+}
+
+/// `/v1/files/` is `/v1/files`: SDKs and hand-written clients differ.
+fn without_trailing_slash<B>(mut req: http::Request<B>) -> http::Request<B> {
+    let path = req.uri().path();
+    if path.len() <= "/v1/".len() || !path.ends_with('/') {
+        return req;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let pq = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    if let Ok(uri) = http::Uri::builder().path_and_query(pq).build() {
+        *req.uri_mut() = uri;
+    }
+    req
 }
 
 /// Serves one API request (or refuses one the router found no API for);
@@ -203,15 +219,26 @@ where
         Ok(c) => c,
         Err(e) => return Err(known.refuse(e)),
     };
+    // Stored objects the request names go where they live.
+    let named = objects_named(&request);
+    let held = match ingress.objects.held(&named, arrival.time_ms) {
+        Ok(h) => h,
+        Err(crate::objects::Damaged(id)) => {
+            known.classified = Some(classified);
+            return Err(known.refuse(ApiError::object_map_damaged(&id)));
+        }
+    };
     let now = Instant::now();
     let facts = Facts {
         classification: &classified,
         model: probe.model(),
         user: probe.user(),
+        conversation: probe.conversation(),
         headers: &request.decision_headers,
         client: Some(arrival.client.ip()),
         now,
         explain: false,
+        objects: &held,
     };
     let env = ingress.env(policy.as_deref());
     let plan = match plan::plan(&facts, &env) {
@@ -250,7 +277,48 @@ where
             ingress.pins.pin(key, j, now);
         }
     }
-    Ok(respond::answer(ingress, arrival, known, &plan, answer))
+    // What the answer tells the object map: a new object lives where it was
+    // made; a deleted one is gone.
+    let objects = (answer.head.status < 300).then(|| respond::ObjectTail {
+        map: ingress.objects.clone(),
+        region: answer.link.region.clone(),
+        tier: plan.decided.tier,
+        now_ms: arrival.time_ms,
+        creates: creates_objects(&arrival.method, &request, &probe),
+        deletes: (arrival.method == Method::DELETE)
+            .then(|| plan::objects::deleted(&request.path_and_query).map(str::to_owned))
+            .flatten(),
+        head: Vec::new(),
+    });
+    Ok(respond::answer(
+        ingress, arrival, known, &plan, answer, objects,
+    ))
+}
+
+/// The object ids a request names, if its path or body may name any.
+fn objects_named(request: &Request) -> Vec<String> {
+    let body = &request.body;
+    let may_name = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    let body: &[u8] = if may_name(b"_id") || may_name(b"\"conversation\"") {
+        body
+    } else {
+        b""
+    };
+    plan::objects::referenced(&request.path_and_query, body)
+}
+
+/// Whether a successful answer to this request may carry a new stored
+/// object's id: any `POST` but chat completions without `store: true` (their
+/// ids name nothing the provider keeps) and the stateless APIs.
+fn creates_objects(method: &Method, request: &Request, probe: &Probe) -> bool {
+    if method != Method::POST {
+        return false;
+    }
+    match request.api {
+        ApiPath::ChatCompletions => probe.store(),
+        ApiPath::Completions | ApiPath::Embeddings | ApiPath::Models => false,
+        ApiPath::Responses | ApiPath::Other { .. } => true,
+    }
 }
 
 /// The classify stage: every byte that leaves is judged, the body and the

@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod geo;
 pub mod ingress;
 pub mod keys;
+pub mod objects;
 pub mod plan;
 pub mod policy;
 pub mod serve;

@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod catalogue;
+pub mod objects;
 pub mod pin;
 
 #[cfg(test)]
@@ -66,6 +67,8 @@ pub struct Env<'a> {
     pub geo: &'a Geo,
     /// Conversations pinned to a jurisdiction, if pinning applies.
     pub pins: Option<&'a Pins>,
+    /// Requests with no conversation signal are keyed by their API key.
+    pub pin_by_api_key: bool,
 }
 
 /// What is known about one request when it is decided.
@@ -77,6 +80,9 @@ pub struct Facts<'a> {
     pub model: Option<&'a str>,
     /// The body's `user` field, part of the conversation key.
     pub user: Option<&'a str>,
+    /// The conversation the body continues (`conversation`,
+    /// `previous_response_id`), part of the conversation key.
+    pub conversation: Option<&'a str>,
     /// The request's [`DECISION_HEADERS`] as `(lowercase name, value)`, in
     /// the order sent (a header may repeat).
     pub headers: &'a [(String, String)],
@@ -84,6 +90,9 @@ pub struct Facts<'a> {
     pub client: Option<IpAddr>,
     /// When the request is decided (pins expire).
     pub now: Instant,
+    /// The stored objects the request names whose region is known: the
+    /// request must go where they live.
+    pub objects: &'a [objects::Held],
     /// Write down why each rule did or did not match (`policy test`).
     pub explain: bool,
 }
@@ -143,6 +152,17 @@ pub enum Why {
     },
     /// The rule allows it, but no configured gateway region is in the set.
     NoRegion,
+    /// The request names an object that lives in a region the rule does not
+    /// allow for this request (or objects in two regions).
+    ObjectElsewhere {
+        /// The object.
+        id: String,
+        /// Where it lives.
+        region: RegionId,
+        /// What else is in the way: another object's id and region, if the
+        /// request names objects in two regions.
+        other: Option<(String, RegionId)>,
+    },
 }
 
 /// The decision as the audit records it: the facts it was made from and its
@@ -175,7 +195,7 @@ impl Refusal {
     /// The decision value the audit and `x-residency-decision` carry.
     pub fn decision(&self) -> &'static str {
         match self.why {
-            Why::NoPolicy | Why::Denied { .. } => "deny",
+            Why::NoPolicy | Why::Denied { .. } | Why::ObjectElsewhere { .. } => "deny",
             Why::NoRegion => "no_route",
         }
     }
@@ -322,12 +342,45 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
             }
         }
     };
+    // A stored object the request names lives in one region: only there,
+    // and only if the rule allows that region for this request.
+    if let Some(first) = facts.objects.first() {
+        let elsewhere = |other| {
+            Box::new(Refusal {
+                why: Why::ObjectElsewhere {
+                    id: first.id.clone(),
+                    region: first.region.clone(),
+                    other,
+                },
+                decided: Decided {
+                    rule: choice.rule.clone(),
+                    ..decided.clone()
+                },
+                allow: allow.clone(),
+                trace: trace.clone(),
+                notes: notes.clone(),
+            })
+        };
+        if let Some(o) = facts.objects.iter().find(|o| o.region != first.region) {
+            return Err(elsewhere(Some((o.id.clone(), o.region.clone()))));
+        }
+        if !choice.allowed.contains(&first.region) {
+            return Err(elsewhere(None));
+        }
+        choice.allowed.retain(|r| *r == first.region);
+        choice.rule = format!(
+            "{} (object {} lives in {})",
+            choice.rule, first.id, first.region
+        );
+    }
     // A conversation that carried restricted data stays where it went.
-    let key = Pins::key(
-        header(facts.headers, SESSION_HEADER),
-        bearer(facts.headers),
-        facts.user,
-    );
+    let key = Pins::key(pin::Signals {
+        session: header(facts.headers, SESSION_HEADER),
+        conversation: facts.conversation,
+        user: facts.user,
+        api_key: bearer(facts.headers),
+        by_api_key: env.pin_by_api_key,
+    });
     if let Some(j) = key.and_then(|k| env.pins?.get(&k, facts.now)) {
         choice
             .allowed

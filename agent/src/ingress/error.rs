@@ -25,6 +25,12 @@ pub struct ApiError {
     pub decision: &'static str,
     /// Value of `x-residency-policy`, when known.
     pub policy: Option<String>,
+    /// The rule and tier the decision was made at, when one was made
+    /// (`x-residency-rule`, `x-residency-tier`).
+    pub decided: Option<Box<(String, residency_proto::Tier)>>,
+    /// Whether retrying the same request can succeed; `false` is sent as
+    /// `x-should-retry: false`, which the OpenAI and Anthropic SDKs obey.
+    pub retry: bool,
 }
 
 impl ApiError {
@@ -36,6 +42,8 @@ impl ApiError {
             code,
             decision: "error",
             policy: None,
+            decided: None,
+            retry: true,
         }
     }
 
@@ -116,6 +124,31 @@ impl ApiError {
         )
     }
 
+    /// 451: the request names a stored object whose region it may not go to.
+    pub fn object_elsewhere(message: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "residency_policy_violation",
+            "object_region_not_allowed",
+            message,
+        );
+        e.decision = "deny";
+        e
+    }
+
+    /// 500: the object map's entry for an object the request names cannot be
+    /// read; the request is not sent anywhere rather than guessed.
+    pub fn object_map_damaged(id: &str) -> Self {
+        let mut e = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "object_map_damaged",
+            format!("the agent's record of where {id} lives is damaged; the request is not sent anywhere (see the agent log)"),
+        );
+        e.retry = false;
+        e
+    }
+
     /// 400: reading the request body failed.
     pub fn body_read(message: String) -> Self {
         Self::new(
@@ -193,15 +226,30 @@ impl ApiError {
     /// The decision core refused the request before anything was sent.
     pub fn from_refusal(r: &Refusal) -> Self {
         let d = &r.decided;
-        match &r.why {
+        let mut e = match &r.why {
             Why::NoPolicy => Self::no_policy(d.tier),
             Why::Denied { reason } => Self::policy_denied(&d.rule, reason),
             Why::NoRegion => Self::no_route(format!(
                 "no configured region may receive {} data (rule {})",
                 d.tier, d.rule
             )),
+            Why::ObjectElsewhere {
+                id,
+                region,
+                other: Some((other, other_region)),
+            } => Self::object_elsewhere(format!(
+                "the request names {id}, which lives in {region}, and {other}, which lives in {other_region}; one request cannot go to both"
+            )),
+            Why::ObjectElsewhere { id, region, .. } => Self::object_elsewhere(format!(
+                "{id} lives in {region}, which rule {} does not allow for {} data; it is not sent anywhere else",
+                d.rule, d.tier
+            )),
         }
-        .with_policy(&d.policy_label)
+        .with_policy(&d.policy_label);
+        // A refusal is the decision's own: the same request is refused again.
+        e.retry = false;
+        e.decided = Some(Box::new((d.rule.clone(), d.tier)));
+        e
     }
 
     /// No gateway of the plan answered.
@@ -268,6 +316,15 @@ impl ApiError {
         h.insert(HDR_DECISION, HeaderValue::from_static(self.decision));
         if let Some(v) = self.policy.and_then(|p| HeaderValue::from_str(&p).ok()) {
             h.insert(super::HDR_POLICY, v);
+        }
+        if let Some((rule, tier)) = self.decided.as_deref() {
+            if let Ok(v) = HeaderValue::from_str(rule) {
+                h.insert(super::HDR_RULE, v);
+            }
+            h.insert(super::HDR_TIER, HeaderValue::from_static(tier.as_str()));
+        }
+        if !self.retry {
+            h.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         resp
     }

@@ -72,12 +72,38 @@ pub enum ApiPath {
     Responses,
     /// `GET /v1/models`, `GET /v1/models/{id}`
     Models,
+    /// Any other endpoint under `/v1/` (files, uploads, batches, vector
+    /// stores, images, audio, moderations, stored responses, conversations,
+    /// stored chat completions, Anthropic messages, ...), passed through
+    /// under the same rules.
+    Other {
+        /// `POST` (and the like): the request carries a body to judge.
+        body: bool,
+    },
 }
 
 impl ApiPath {
+    /// The API a method and path (without a trailing slash) name; `None`
+    /// outside `/v1/`.
+    pub fn of(method: &Method, path: &str) -> Option<ApiPath> {
+        let rest = path.strip_prefix("/v1/")?;
+        let post = method == Method::POST;
+        Some(match rest {
+            "chat/completions" if post => ApiPath::ChatCompletions,
+            "completions" if post => ApiPath::Completions,
+            "embeddings" if post => ApiPath::Embeddings,
+            "responses" if post => ApiPath::Responses,
+            "models" if method == Method::GET => ApiPath::Models,
+            r if r.starts_with("models/") && method == Method::GET => ApiPath::Models,
+            _ => ApiPath::Other {
+                body: post || method == Method::PUT || method == Method::PATCH,
+            },
+        })
+    }
+
     /// Whether requests to it carry a body to judge.
     pub fn has_body(self) -> bool {
-        self != ApiPath::Models
+        !matches!(self, ApiPath::Models | ApiPath::Other { body: false })
     }
 }
 
@@ -222,6 +248,12 @@ pub struct Probe {
     model: Option<serde_json::Value>,
     #[serde(default)]
     user: Option<serde_json::Value>,
+    #[serde(default)]
+    store: Option<serde_json::Value>,
+    #[serde(default)]
+    previous_response_id: Option<serde_json::Value>,
+    #[serde(default)]
+    conversation: Option<serde_json::Value>,
 }
 
 impl Probe {
@@ -233,6 +265,22 @@ impl Probe {
     /// The body's `user` field, if a string.
     pub fn user(&self) -> Option<&str> {
         self.user.as_ref().and_then(|u| u.as_str())
+    }
+
+    /// Whether the body asks the provider to store the answer (`store: true`).
+    pub fn store(&self) -> bool {
+        self.store.as_ref().and_then(|s| s.as_bool()) == Some(true)
+    }
+
+    /// The conversation the body continues: `conversation` (a string or an
+    /// object with an `id`), else `previous_response_id`.
+    pub fn conversation(&self) -> Option<&str> {
+        let conv = self.conversation.as_ref().and_then(|c| match c {
+            serde_json::Value::String(s) => Some(s.as_str()),
+            serde_json::Value::Object(o) => o.get("id").and_then(|v| v.as_str()),
+            _ => None,
+        });
+        conv.or_else(|| self.previous_response_id.as_ref().and_then(|p| p.as_str()))
     }
 }
 

@@ -113,6 +113,7 @@ pub fn answer(
     known: Known,
     plan: &Plan,
     answer: Answer,
+    objects: Option<ObjectTail>,
 ) -> http::Response<Body> {
     let Answer {
         link,
@@ -136,6 +137,10 @@ pub fn answer(
         status.as_u16(),
         Some((link.region.as_str(), &via)),
     );
+    let body = match objects {
+        Some(tail) => body::chain(body, tail),
+        None => body,
+    };
     let mut body = body::chain(
         body,
         AuditTail {
@@ -290,6 +295,64 @@ impl Drop for AuditTail {
 /// The body stage that tells a streaming client why its stream broke: an
 /// SSE `error` event before the failure, never a silent truncation.
 struct SseErrors;
+
+/// Tells the object map what a successful answer did: the stored object it
+/// created lives in the region that answered; the one it deleted is gone.
+/// Looks at the start of the body as it passes, without holding it back.
+pub struct ObjectTail {
+    /// The map.
+    pub map: crate::objects::ObjectMap,
+    /// The region that answered.
+    pub region: residency_proto::RegionId,
+    /// The tier the request was decided at.
+    pub tier: Tier,
+    /// When the request arrived.
+    pub now_ms: u64,
+    /// Whether the answer may carry a new object's id.
+    pub creates: bool,
+    /// The object a `DELETE` removes.
+    pub deletes: Option<String>,
+    /// The start of the body, while the id is looked for.
+    pub head: Vec<u8>,
+}
+
+impl ObjectTail {
+    fn look(&mut self) -> bool {
+        match crate::plan::objects::created(&self.head) {
+            Some(id) => {
+                self.map.record(&id, &self.region, self.tier, self.now_ms);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Stage for ObjectTail {
+    async fn on_event(&mut self, event: Event) -> Step {
+        use crate::plan::objects::CREATED_LOOKAHEAD;
+        match event {
+            Event::Data(d) => {
+                if self.creates && self.head.len() < CREATED_LOOKAHEAD {
+                    let room = CREATED_LOOKAHEAD - self.head.len();
+                    self.head.extend_from_slice(&d[..d.len().min(room)]);
+                    if self.look() || self.head.len() >= CREATED_LOOKAHEAD {
+                        self.creates = false;
+                        self.head = Vec::new();
+                    }
+                }
+                Step::Data(d)
+            }
+            Event::End => {
+                if let Some(id) = self.deletes.take() {
+                    self.map.forget(&id);
+                }
+                Step::End(Bytes::new())
+            }
+            Event::Failed(e) => Step::Fail(Bytes::new(), e),
+        }
+    }
+}
 
 impl Stage for SseErrors {
     async fn on_event(&mut self, event: Event) -> Step {

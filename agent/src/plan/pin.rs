@@ -13,6 +13,22 @@ use sha2::{Digest, Sha256};
 /// Most conversations remembered at once; expired ones are dropped first.
 const MAX_PINS: usize = 100_000;
 
+/// What may tie a request to a conversation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals<'a> {
+    /// The `x-residency-session` header.
+    pub session: Option<&'a str>,
+    /// The conversation or previous response the body continues.
+    pub conversation: Option<&'a str>,
+    /// The body's `user` field.
+    pub user: Option<&'a str>,
+    /// The request's API key.
+    pub api_key: Option<&'a str>,
+    /// Key requests with no other signal by their API key (`[routing]
+    /// pin_by_api_key`).
+    pub by_api_key: bool,
+}
+
 /// The pinned conversations.
 #[derive(Debug)]
 pub struct Pins {
@@ -42,26 +58,47 @@ impl Pins {
         Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
     }
 
-    /// The conversation key: the `x-residency-session` header if given, else
-    /// the API key plus the request's `user` field; `None` if neither.
-    pub fn key(
-        session: Option<&str>,
-        api_key: Option<&str>,
-        user: Option<&str>,
-    ) -> Option<[u8; 32]> {
+    /// The conversation key, from the explicit conversation signals: the
+    /// `x-residency-session` header; else the conversation the body continues
+    /// (`conversation`, `previous_response_id`); else the API key plus the
+    /// body's `user` field. With `by_api_key`, a request with none of these
+    /// is keyed by its API key alone. `None` if nothing identifies one.
+    pub fn key(signals: Signals<'_>) -> Option<[u8; 32]> {
         let mut h = Sha256::new();
-        match (session, api_key) {
-            (Some(s), _) => {
+        match signals {
+            Signals {
+                session: Some(s), ..
+            } => {
                 h.update(b"session\0");
                 h.update(s.as_bytes());
             }
-            (None, Some(k)) => {
+            Signals {
+                conversation: Some(c),
+                ..
+            } => {
+                h.update(b"conversation\0");
+                h.update(c.as_bytes());
+            }
+            Signals {
+                user: Some(u),
+                api_key,
+                ..
+            } => {
+                h.update(b"key-user\0");
+                h.update(api_key.unwrap_or("").as_bytes());
+                h.update(b"\0");
+                h.update(u.as_bytes());
+            }
+            Signals {
+                api_key: Some(k),
+                by_api_key: true,
+                ..
+            } => {
                 h.update(b"key-user\0");
                 h.update(k.as_bytes());
                 h.update(b"\0");
-                h.update(user.unwrap_or("").as_bytes());
             }
-            (None, None) => return None,
+            _ => return None,
         }
         Some(h.finalize().into())
     }
@@ -101,11 +138,39 @@ mod tests {
     fn pins_expire_and_keys_differ() {
         let pins = Pins::new(Duration::from_secs(10));
         let now = Instant::now();
-        let a = Pins::key(Some("conv-1"), None, None).unwrap();
-        let b = Pins::key(None, Some("sk-1"), Some("alice")).unwrap();
-        let c = Pins::key(None, Some("sk-1"), Some("bob")).unwrap();
+        let a = Pins::key(Signals {
+            session: Some("conv-1"),
+            ..Signals::default()
+        })
+        .unwrap();
+        let user = |u| Signals {
+            api_key: Some("sk-1"),
+            user: Some(u),
+            ..Signals::default()
+        };
+        let (b, c) = (
+            Pins::key(user("alice")).unwrap(),
+            Pins::key(user("bob")).unwrap(),
+        );
         assert_ne!(b, c);
-        assert!(Pins::key(None, None, Some("alice")).is_none());
+        // The API key alone keys a conversation only when asked to.
+        let key_only = Signals {
+            api_key: Some("sk-1"),
+            ..Signals::default()
+        };
+        assert!(Pins::key(key_only).is_none());
+        assert!(Pins::key(Signals {
+            by_api_key: true,
+            ..key_only
+        })
+        .is_some());
+        // A previous response ties a request to its conversation.
+        let d = Pins::key(Signals {
+            conversation: Some("resp_1"),
+            ..key_only
+        })
+        .unwrap();
+        assert_ne!(d, a);
         pins.pin(a, Jurisdiction::IN, now);
         assert_eq!(pins.get(&a, now), Some(Jurisdiction::IN));
         assert_eq!(pins.get(&b, now), None);

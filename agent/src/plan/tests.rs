@@ -114,6 +114,7 @@ impl World {
             catalogue: &self.catalogue,
             geo: &self.geo,
             pins: Some(&self.pins),
+            pin_by_api_key: false,
         }
     }
 }
@@ -302,10 +303,12 @@ fn decisions_over_the_table() {
             classification: &c,
             model: case.model,
             user: None,
+            conversation: None,
             headers: &h,
             client: case.client.map(|ip| ip.parse().unwrap()),
             now,
             explain: false,
+            objects: &[],
         };
         let got = plan(&facts, &world.env(case.policy));
         match (&case.want, got) {
@@ -341,11 +344,13 @@ fn the_decision_records_who_where_and_which_policy() {
     let facts = Facts {
         classification: &c,
         model: Some("gpt-4o"),
-        user: None,
+        user: Some("u1"),
+        conversation: None,
         headers: &h,
         client: Some("10.20.9.9".parse().unwrap()),
         now: Instant::now(),
         explain: true,
+        objects: &[],
     };
     let p = plan(&facts, &world.env(true)).unwrap();
     assert_eq!(p.decided.app.as_deref(), Some("loans"));
@@ -364,6 +369,7 @@ fn the_decision_records_who_where_and_which_policy() {
     let quiet = plan(
         &Facts {
             explain: false,
+            objects: &[],
             ..facts
         },
         &world.env(true),
@@ -387,12 +393,18 @@ fn a_pinned_conversation_stays_in_its_jurisdiction_until_the_pin_expires() {
         classification: &public,
         model: Some("gpt-4o"),
         user: None,
+        conversation: None,
         headers: &h,
         client: None,
         now,
         explain: false,
+        objects: &[],
     };
-    let key = Pins::key(Some("conv-1"), None, None).unwrap();
+    let key = Pins::key(crate::plan::pin::Signals {
+        session: Some("conv-1"),
+        ..Default::default()
+    })
+    .unwrap();
     world.pins.pin(key, Jurisdiction::IN, now);
     let p = plan(&facts(now), &world.env(true)).unwrap();
     assert_eq!(p.regions(), vec![r(MUMBAI), r(HYDERABAD)]);
@@ -424,4 +436,44 @@ fn bearer_keys_are_read_whatever_the_scheme_case() {
     assert_eq!(bearer(&h("BEARER sk-1")), Some("sk-1"));
     assert_eq!(bearer(&h("Basic dXNlcg==")), None);
     assert_eq!(bearer(&headers(&[("x-other", "Bearer sk-1")])), None);
+}
+
+#[test]
+fn named_objects_narrow_the_plan_to_their_region_or_refuse_it() {
+    use crate::plan::objects::Held;
+    let world = World::new();
+    let c = classified(Tier::Public, &[], &[]);
+    let h = headers(&[]);
+    let held = |id: &str, region: &str| Held {
+        id: id.into(),
+        region: r(region),
+        tier: Tier::Public,
+    };
+    let facts = |objects: &'static [Held]| Facts {
+        classification: &c,
+        model: Some("gpt-4o"),
+        user: None,
+        conversation: None,
+        headers: &h,
+        client: None,
+        now: Instant::now(),
+        explain: false,
+        objects,
+    };
+    let in_hyderabad: &'static [Held] = Box::leak(Box::new([held("file-1", HYDERABAD)]));
+    let p = plan(&facts(in_hyderabad), &world.env(true)).unwrap();
+    assert_eq!(p.regions(), vec![r(HYDERABAD)]);
+    assert!(
+        p.decided.rule.contains("object file-1 lives in"),
+        "{}",
+        p.decided.rule
+    );
+    let split: &'static [Held] =
+        Box::leak(Box::new([held("file-1", HYDERABAD), held("vs_2", MUMBAI)]));
+    let refused = plan(&facts(split), &world.env(true)).unwrap_err();
+    assert!(matches!(
+        refused.why,
+        Why::ObjectElsewhere { other: Some(_), .. }
+    ));
+    assert_eq!(refused.decision(), "deny");
 }

@@ -325,15 +325,18 @@ pub fn test(
         catalogue: &place.catalogue,
         geo: &place.geo,
         pins: None,
+        pin_by_api_key: false,
     };
     let facts = Facts {
         classification: &classified,
         model: probe.model(),
         user: probe.user(),
+        conversation: None,
         headers: &decision_headers,
         client,
         now: std::time::Instant::now(),
         explain: true,
+        objects: &[],
     };
     let (decided, allow, regions, trace, notes, deny) = match plan::plan(&facts, &env) {
         Ok(p) => {
@@ -346,6 +349,7 @@ pub fn test(
                 plan::Why::Denied { reason } => Some(reason),
                 plan::Why::NoPolicy => Some("no valid policy".to_owned()),
                 plan::Why::NoRegion => None,
+                plan::Why::ObjectElsewhere { .. } => None,
             };
             (r.decided, r.allow, Vec::new(), r.trace, r.notes, deny)
         }
