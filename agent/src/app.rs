@@ -264,6 +264,7 @@ impl AgentHandle {
             pins: pins.clone(),
             objects: objects.clone(),
             pin_by_api_key: cfg.routing.pin_by_api_key,
+            cors_origins: cfg.ingress.cors_origins.clone(),
             audit: audit.clone(),
             audit_sync: cfg.audit.durable_before_response,
             metrics: metrics.clone(),

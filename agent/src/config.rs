@@ -83,6 +83,19 @@ pub struct AgentConfig {
     /// QUIC, HTTP/2 over TCP, or QUIC with HTTP/2 fallback.
     #[serde(default)]
     pub transport: TransportConfig,
+    /// Browser access to the API.
+    #[serde(default)]
+    pub ingress: IngressConfig,
+}
+
+/// `[ingress]` in agent.toml.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Web origins (`https://app.bank.example`) whose pages may call the API
+    /// from a browser: their CORS preflights are answered and their answers
+    /// carry `access-control-allow-origin`. Empty (the default): none.
+    pub cors_origins: Vec<String>,
 }
 
 fn default_agent_workers() -> usize {
@@ -620,6 +633,18 @@ impl AgentConfig {
         self.transport
             .validate()
             .map_err(|(field, reason)| invalid(field, reason))?;
+        for (i, o) in self.ingress.cors_origins.iter().enumerate() {
+            let scheme_end = o.find("://").map_or(0, |i| i + 3);
+            if !(o.starts_with("https://") || o.starts_with("http://"))
+                || o.len() == scheme_end
+                || o[scheme_end..].contains(['/', ' ', '*'])
+            {
+                return Err(invalid(
+                    &format!("ingress.cors_origins[{i}]"),
+                    format!("{o:?} must be an origin such as \"https://app.bank.example\" (scheme and host, no path, no wildcard)"),
+                ));
+            }
+        }
         if self.gateways.is_empty() {
             return Err(invalid(
                 "gateway",

@@ -64,6 +64,7 @@ pub struct Ingress {
     pub(crate) pins: Arc<crate::plan::pin::Pins>,
     pub(crate) objects: crate::objects::ObjectMap,
     pub(crate) pin_by_api_key: bool,
+    pub(crate) cors_origins: Vec<String>,
     pub(crate) audit: AuditWriter,
     pub(crate) audit_sync: bool,
     pub(crate) metrics: Arc<crate::admin::metrics::Metrics>,
@@ -122,6 +123,10 @@ fn router(ingress: Shared) -> HttpRouter {
                     req: http::Request<axum::body::Body>| async move {
         let ingress = ingress.load_full();
         let req = without_trailing_slash(req);
+        let origin = allowed_origin(&ingress, &req);
+        if let (Some(origin), &Method::OPTIONS) = (&origin, req.method()) {
+            return preflight(origin, &req);
+        }
         let method = req.method();
         let api = if [Method::GET, Method::POST, Method::DELETE].contains(method) {
             ApiPath::of(method, req.uri().path())
@@ -129,7 +134,17 @@ fn router(ingress: Shared) -> HttpRouter {
         } else {
             Err(ApiError::method_not_allowed(method, req.uri().path()))
         };
-        handle(&ingress, api, req, peer).await
+        let mut resp = handle(&ingress, api, req, peer).await;
+        if let Some(origin) = origin {
+            let h = resp.headers_mut();
+            h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(http::header::VARY, http::HeaderValue::from_static("origin"));
+            h.insert(
+                http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                http::HeaderValue::from_static(EXPOSED),
+            );
+        }
+        resp
     };
     let refuse = |not_found: bool| {
         move |State(ingress): State<Shared>,
@@ -151,6 +166,50 @@ fn router(ingress: Shared) -> HttpRouter {
         .fallback(refuse(true))
         .method_not_allowed_fallback(refuse(false))
         .with_state(ingress)
+}
+
+/// The agent's headers a browser page may read.
+const EXPOSED: &str = "x-residency-request-id, x-residency-region, x-residency-endpoint, \
+x-residency-transport, x-residency-decision, x-residency-rule, x-residency-tier, \
+x-residency-policy, x-should-retry";
+
+/// The request's `origin`, if `[ingress] cors_origins` lets it in.
+fn allowed_origin<B>(ingress: &Ingress, req: &http::Request<B>) -> Option<http::HeaderValue> {
+    let origin = req.headers().get(http::header::ORIGIN)?;
+    let o = origin.to_str().ok()?;
+    ingress
+        .cors_origins
+        .iter()
+        .any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(o))
+        .then(|| origin.clone())
+}
+
+/// The answer to a CORS preflight from an allowed origin (not a model
+/// request: nothing is forwarded or audited).
+fn preflight<B>(origin: &http::HeaderValue, req: &http::Request<B>) -> http::Response<Body> {
+    use http::header;
+    let mut resp = http::Response::new(crate::body::full(bytes::Bytes::new()));
+    *resp.status_mut() = http::StatusCode::NO_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        http::HeaderValue::from_static("GET, POST, DELETE"),
+    );
+    let asked = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| {
+            http::HeaderValue::from_static("authorization, content-type, x-residency-session")
+        });
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked);
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        http::HeaderValue::from_static("600"),
+    );
+    h.insert(header::VARY, http::HeaderValue::from_static("origin"));
+    resp
 }
 
 /// `/v1/files/` is `/v1/files`: SDKs and hand-written clients differ.

@@ -262,3 +262,73 @@ async fn an_api_key_alone_no_longer_pins_a_conversation_unless_asked() {
         );
     }
 }
+
+#[tokio::test]
+async fn browsers_from_allowed_origins_get_cors_answers_and_others_do_not() {
+    let fleet = Fleet::start(FleetOptions {
+        agent_extra: "[ingress]\ncors_origins = [\"https://app.bank.example\"]\n".into(),
+        ..FleetOptions::default()
+    })
+    .await;
+    let url = format!("{}/chat/completions", fleet.base());
+    let pre = send_with(
+        "OPTIONS",
+        &url,
+        "",
+        &[
+            ("origin", "https://app.bank.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        "https://app.bank.example"
+    );
+    assert!(pre.header("access-control-allow-methods").contains("POST"));
+    assert_eq!(
+        pre.header("access-control-allow-headers"),
+        "authorization, content-type"
+    );
+    let a = send_with(
+        "POST",
+        &url,
+        &chat("hello", false),
+        &[("origin", "https://app.bank.example")],
+    )
+    .await;
+    assert_eq!(a.status, 200);
+    assert_eq!(
+        a.header("access-control-allow-origin"),
+        "https://app.bank.example"
+    );
+    assert!(a
+        .header("access-control-expose-headers")
+        .contains("x-residency-region"));
+    // Another origin gets neither.
+    let pre = send_with(
+        "OPTIONS",
+        &url,
+        "",
+        &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "POST"),
+        ],
+    )
+    .await;
+    assert_eq!(pre.status, 405);
+    assert_eq!(pre.header("access-control-allow-origin"), "");
+    let a = send_with(
+        "POST",
+        &url,
+        &chat("hello", false),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(a.header("access-control-allow-origin"), "");
+}
