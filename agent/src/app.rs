@@ -75,6 +75,37 @@ pub enum StartError {
     WrongIdentity(String),
 }
 
+/// Why a reload was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new TLS material cannot be loaded or used.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
+    /// `tls.cert` names the wrong kind of identity.
+    #[error("tls.cert names {0}, not this process's identity")]
+    WrongIdentity(String),
+    /// A trusted policy key cannot be read.
+    #[error(transparent)]
+    Keys(#[from] crate::policy::active::OpenError),
+    /// The GeoIP database or site map cannot be loaded.
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
+    /// The gateway links cannot take the new configuration.
+    #[error("gateways: {0}")]
+    Gateways(String),
+    /// The file describes another gateway.
+    #[error("region changed from {from} to {to}: that is another gateway; restart it")]
+    RegionChanged {
+        /// The running region.
+        from: residency_proto::RegionId,
+        /// The file's.
+        to: residency_proto::RegionId,
+    },
+    /// The gateway's upstream or listeners cannot take it.
+    #[error(transparent)]
+    Gateway(#[from] crate::gateway::GatewayError),
+}
+
 impl AgentHandle {
     /// Loads TLS material, starts the gateway links and binds the HTTP listener.
     pub async fn start(cfg: AgentConfig) -> Result<AgentHandle, StartError> {
@@ -283,18 +314,19 @@ impl AgentHandle {
     /// start after the reload; a request already running finishes under the
     /// configuration it started with. Returns the changed settings that need a
     /// restart (listeners and state). On error nothing changes.
-    pub fn reload(&self, cfg: &AgentConfig) -> Result<Vec<&'static str>, String> {
+    pub fn reload(&self, cfg: &AgentConfig) -> Result<Vec<&'static str>, ReloadError> {
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
-        let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
+        let tls = TlsMaterial::load(&cfg.tls)?;
         let ids = tls.identities();
         if !ids.iter().any(|i| matches!(i, Identity::Agent(_))) {
-            return Err(StartError::WrongIdentity(format!("{ids:?}")).to_string());
+            return Err(ReloadError::WrongIdentity(format!("{ids:?}")));
         }
-        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
-            .map_err(|e| e.to_string())?;
-        let geo = Arc::new(crate::geo::Geo::load(&cfg.geo).map_err(|e| e.to_string())?);
+        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)?;
+        let geo = Arc::new(crate::geo::Geo::load(&cfg.geo)?);
         // The last fallible step; everything after it only swaps.
-        self.pool.reconfigure(&link_specs(cfg), &tls, &cfg.quic)?;
+        self.pool
+            .reconfigure(&link_specs(cfg), &tls, &cfg.quic)
+            .map_err(ReloadError::Gateways)?;
         self.policy.set_trusted_keys(keys);
         self.metrics
             .cert_not_after

@@ -189,9 +189,9 @@ where
 /// Handles signals as systemd sends them until SIGTERM or SIGINT: SIGHUP
 /// loads the config again and applies it (a bad one changes nothing), with
 /// RELOADING=1 and READY=1 around it. Sends STOPPING=1 before returning.
-async fn serve_signals<C, E: std::fmt::Display>(
+async fn serve_signals<C, E: std::fmt::Display, R: std::fmt::Display>(
     load: impl Fn() -> Result<C, E>,
-    apply: impl Fn(&C) -> Result<Vec<&'static str>, String>,
+    apply: impl Fn(&C) -> Result<Vec<&'static str>, R>,
 ) {
     while let Signal::Reload = next_signal().await {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);

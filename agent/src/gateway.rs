@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use crate::app::ReloadError;
 use crate::config::{GatewayConfig, ListenTcp};
 use crate::policy::active::{OpenError, PolicyState};
 use crate::transport::stream::quic::{Quic, QuicRecv, QuicSend};
@@ -307,14 +308,14 @@ impl GatewayHandle {
     /// connections), the upstream (URL, key, CA, timeouts) and `[recheck]`
     /// apply to streams that start after the reload. Returns the changed
     /// settings that need a restart. On error nothing changes.
-    pub fn reload(&self, cfg: &GatewayConfig) -> Result<Vec<&'static str>, String> {
+    pub fn reload(&self, cfg: &GatewayConfig) -> Result<Vec<&'static str>, ReloadError> {
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
         let mut restart = Vec::new();
         if current.region != cfg.region {
-            return Err(format!(
-                "region changed from {} to {}: that is another gateway; restart it",
-                current.region, cfg.region
-            ));
+            return Err(ReloadError::RegionChanged {
+                from: current.region.clone(),
+                to: cfg.region.clone(),
+            });
         }
         if current.listen != cfg.listen {
             restart.push("listen");
@@ -333,12 +334,11 @@ impl GatewayHandle {
         {
             restart.push("policy.history/builtin_baseline");
         }
-        let tls = TlsMaterial::load(&cfg.tls).map_err(|e| e.to_string())?;
-        let (server, probe) = Self::quic_configs(cfg, &tls).map_err(|e| e.to_string())?;
-        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)
-            .map_err(|e| e.to_string())?;
-        let state = Self::state_for(cfg, self.policy.clone()).map_err(|e| e.to_string())?;
-        let tcp_tls = tls.tcp_server_config().map_err(|e| e.to_string())?;
+        let tls = TlsMaterial::load(&cfg.tls)?;
+        let (server, probe) = Self::quic_configs(cfg, &tls)?;
+        let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)?;
+        let state = Self::state_for(cfg, self.policy.clone())?;
+        let tcp_tls = tls.tcp_server_config()?;
         self.endpoint.set_server_config(Some(server));
         self.tcp_tls.store(Arc::new(tcp_tls));
         self.prober.client.store(Arc::new(probe));

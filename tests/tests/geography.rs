@@ -441,7 +441,8 @@ async fn a_reload_applies_a_new_site_map_to_the_next_request() {
     let e = fleet
         .agent
         .reload(&AgentConfig::load(&path).unwrap())
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("geoip_database"), "{e}");
     let a = send("POST", &url, &chat("hello", false)).await;
     assert_eq!(a.status, 200, "{}", a.body);
