@@ -797,11 +797,15 @@ fn responses_create(
     if background && !store {
         return Err(ApiError::bad("Background responses must be stored.").param("store"));
     }
+    let stream = flag(&b, "stream");
+    // A streamed answer is its deltas joined, so the stored text matches.
+    let ps = pieces(opts, text);
+    let answer = if stream { ps.concat() } else { text.to_owned() };
     let id = new_id("resp_");
     let msg_id = new_id("msg_");
     let created = now();
     let output_item = json!({"id":msg_id,"type":"message","status":"completed","role":"assistant",
-        "content":[{"type":"output_text","text":text,"annotations":[]}]});
+        "content":[{"type":"output_text","text":answer,"annotations":[]}]});
     let mut response = json!({"id":id,"object":"response","created_at":created,"status":"completed",
         "background":background,"error":null,"incomplete_details":null,
         "instructions":b.get("instructions").cloned().unwrap_or(Value::Null),
@@ -848,7 +852,7 @@ fn responses_create(
         }
         Ok(())
     })?;
-    if !flag(&b, "stream") {
+    if !stream {
         return ok(response);
     }
     if background {
@@ -883,7 +887,6 @@ fn responses_create(
             json!({"item_id":msg_id,"output_index":0,"content_index":0,"part":part}),
         ),
     ];
-    let ps = pieces(opts, text);
     let first_delta = frames.len();
     for p in &ps {
         frames.push(ev(
@@ -892,7 +895,7 @@ fn responses_create(
         ));
     }
     let gate_at = first_delta + ps.len() - 1;
-    let full_text: String = ps.concat();
+    let full_text = answer;
     frames.push(ev(
         "response.output_text.done",
         json!({"item_id":msg_id,"output_index":0,"content_index":0,"text":full_text,"logprobs":[]}),
