@@ -1253,14 +1253,10 @@ fn images_edit(req: &Request<'_>) -> Reply {
     {
         return Err(ApiError::missing("image"));
     }
-    let n = match field(&parts, "n").and_then(Part::text) {
-        None => None,
-        Some(t) => Some(
-            t.parse::<u64>()
-                .map(Value::from)
-                .unwrap_or(Value::Bool(false)),
-        ),
-    };
+    // A field that is not a number stays a non-number, so it is refused.
+    let n = field(&parts, "n")
+        .and_then(Part::text)
+        .map(|t| t.parse::<u64>().map_or(Value::Bool(false), Value::from));
     images(image_count(n.as_ref())?)
 }
 
@@ -1328,7 +1324,7 @@ fn anthropic_messages(
     let b = json_object(req.body)?;
     let model = required_str(&b, "model")?.to_owned();
     let max_tokens = required(&b, "max_tokens")?;
-    if !max_tokens.as_u64().is_some_and(|n| n > 0) {
+    if max_tokens.as_u64().unwrap_or(0) == 0 {
         return Err(ApiError::bad("max_tokens: must be a positive integer"));
     }
     let messages = match required(&b, "messages")? {
