@@ -86,6 +86,12 @@ pub struct DemoArgs {
     /// Where certificates and the generated configs go.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Serve only the mock provider on `--listen` (for SDK checks).
+    #[arg(long, hide = true)]
+    pub mock_only: bool,
+    /// With `--mock-only`: the API key the mock requires (default: any).
+    #[arg(long, hide = true, requires = "mock_only")]
+    pub mock_key: Option<String>,
 }
 
 /// `classify` options (see `shared/spec/sensitivity.md`).
@@ -381,6 +387,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 check: args.check,
                 listen: args.listen,
                 state_dir: args.state_dir,
+                mock_only: args.mock_only,
+                mock_key: args.mock_key,
             }))
         }
     }

@@ -161,10 +161,41 @@ pub struct RunOptions {
     /// Where certificates and the generated configs go (default: a
     /// `residency-demo` directory under the system's temporary directory).
     pub state_dir: Option<PathBuf>,
+    /// Serve only a mock provider on `listen` (default 127.0.0.1:8090).
+    #[doc(hidden)]
+    pub mock_only: bool,
+    /// With `mock_only`: the key the mock requires (default: any key).
+    #[doc(hidden)]
+    pub mock_key: Option<String>,
+}
+
+/// Serves a lone mock provider until a signal, printing its base URL.
+async fn run_mock_only(listen: Option<SocketAddr>, api_key: Option<String>) -> ExitCode {
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8090)));
+    let opts = MockOptions {
+        label: "mock-only".into(),
+        api_key,
+        chunk_delay: Duration::from_millis(5),
+        ..MockOptions::default()
+    };
+    let mock = match MockProvider::start(listen, opts).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: starting the mock provider on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!("mock provider base URL: {}", mock.base_url());
+    crate::daemon::wait_for_signal().await;
+    mock.stop();
+    ExitCode::SUCCESS
 }
 
 /// Runs `demo` as the command line asked.
 pub async fn run(args: RunOptions) -> ExitCode {
+    if args.mock_only {
+        return run_mock_only(args.listen, args.mock_key).await;
+    }
     let state_dir = args
         .state_dir
         .unwrap_or_else(|| std::env::temp_dir().join("residency-demo"));

@@ -1,10 +1,16 @@
-//! A small OpenAI-compatible model provider for the demo and the tests:
-//! chat completions (plain and streamed as several SSE chunks with small
-//! delays), completions, embeddings, responses and models. It records what it
-//! received so a test can check which region's provider saw a request.
+//! A small OpenAI-compatible model provider for the demo and the tests. It
+//! serves the OpenAI API surface the demo tour and the SDK checks use (chat
+//! completions, completions, embeddings, responses, conversations, files,
+//! uploads, batches, vector stores, moderations, images, audio, models) and
+//! Anthropic's `POST /v1/messages`, strictly like a real provider: a wrong key
+//! is a 401, a missing required field a 400, an unknown object a 404, each
+//! with OpenAI-style error JSON (see `api`). Streams come as several SSE
+//! events with small delays. It records what it received so a test can check
+//! which region's provider saw a request.
 //!
 //! Its memory is bounded whatever the load: it counts every request and open
-//! connection, but keeps only the last [`MockOptions::keep_last`] requests.
+//! connection, but keeps only the last [`MockOptions::keep_last`] requests and
+//! at most [`MockOptions::keep_objects`] stored objects of each kind.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,16 +20,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, StatusCode};
+use http::StatusCode;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingress::{Body, BodyError};
+
+mod api;
+mod multipart;
+mod store;
 
 /// How the mock behaves.
 #[derive(Debug, Clone)]
@@ -38,6 +48,12 @@ pub struct MockOptions {
     pub hold_last_chunk: Option<Arc<Semaphore>>,
     /// How many of the most recent requests [`MockProvider::received`] keeps.
     pub keep_last: usize,
+    /// The key clients must send as `authorization: Bearer KEY` (or, on
+    /// `/v1/messages`, as `x-api-key`); `None` accepts any non-empty key.
+    pub api_key: Option<String>,
+    /// How many stored objects of each kind (files, batches, responses…) it
+    /// keeps; past that the oldest is evicted.
+    pub keep_objects: usize,
 }
 
 /// What the mock received.
@@ -70,6 +86,7 @@ struct State {
     cancelled: AtomicUsize,
     open: AtomicUsize,
     peak: AtomicUsize,
+    objects: Mutex<store::Objects>,
 }
 
 impl State {
@@ -104,6 +121,8 @@ impl Default for MockOptions {
             chunk_delay: Duration::from_millis(30),
             hold_last_chunk: None,
             keep_last: 1000,
+            api_key: None,
+            keep_objects: 10_000,
         }
     }
 }
@@ -120,6 +139,7 @@ impl MockProvider {
             cancelled: AtomicUsize::new(0),
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
+            objects: Mutex::new(store::Objects::new(opts.keep_objects)),
         });
         let shutdown = CancellationToken::new();
         let opts = Arc::new(opts);
@@ -223,91 +243,56 @@ async fn serve(
     state: &Arc<State>,
     opts: &MockOptions,
 ) -> http::Response<Body> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let authorization = req
-        .headers()
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let authorization = parts
+        .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = req
-        .into_body()
+    let body = body
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     state.record(ReceivedRequest {
-        method: method.to_string(),
+        method: parts.method.to_string(),
         path: path.clone(),
-        authorization,
+        authorization: authorization.clone(),
         body: body.clone(),
     });
-    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let model = json
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or("mock-gpt")
-        .to_owned();
-    let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
-    let text = format!("Hello from the mock provider in {}.", opts.label);
-    match (&method, path.as_str()) {
-        (&Method::GET, "/v1/models") => full(
-            StatusCode::OK,
-            json!({"object":"list","data":[
-                {"id":"mock-gpt","object":"model","created":1_700_000_000,"owned_by":opts.label},
-                {"id":"mock-embed","object":"model","created":1_700_000_000,"owned_by":opts.label}]}),
-        ),
-        (&Method::GET, p) if p.starts_with("/v1/models/") => full(
-            StatusCode::OK,
-            json!({"id": &p["/v1/models/".len()..], "object":"model","created":1_700_000_000,"owned_by":opts.label}),
-        ),
-        (&Method::POST, "/v1/chat/completions") if stream => {
-            stream_chunks(opts, &text, state.clone(), move |i, piece| {
-                json!({"id":"chatcmpl-mock","object":"chat.completion.chunk","created":1_700_000_000,"model":model,
-                       "choices":[{"index":0,"delta": if i == 0 {json!({"role":"assistant","content":piece})} else {json!({"content":piece})},
-                                   "finish_reason":null}]})
-            })
-        }
-        (&Method::POST, "/v1/chat/completions") => full(
-            StatusCode::OK,
-            json!({"id":"chatcmpl-mock","object":"chat.completion","created":1_700_000_000,"model":model,
-                   "choices":[{"index":0,"message":{"role":"assistant","content":text},"finish_reason":"stop"}],
-                   "usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}),
-        ),
-        (&Method::POST, "/v1/completions") if stream => {
-            stream_chunks(opts, &text, state.clone(), move |_, piece| {
-                json!({"id":"cmpl-mock","object":"text_completion","created":1_700_000_000,"model":model,
-                   "choices":[{"index":0,"text":piece,"finish_reason":null}]})
-            })
-        }
-        (&Method::POST, "/v1/completions") => full(
-            StatusCode::OK,
-            json!({"id":"cmpl-mock","object":"text_completion","created":1_700_000_000,"model":model,
-                   "choices":[{"index":0,"text":text,"finish_reason":"stop"}]}),
-        ),
-        (&Method::POST, "/v1/embeddings") => {
-            let n = match json.get("input") {
-                Some(Value::Array(a)) => a.len().max(1),
-                _ => 1,
-            };
-            let data: Vec<Value> = (0..n)
-                .map(|i| json!({"object":"embedding","index":i,"embedding":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8]}))
-                .collect();
-            full(
-                StatusCode::OK,
-                json!({"object":"list","data":data,"model":model,"usage":{"prompt_tokens":3,"total_tokens":3}}),
+    let anthropic = path == "/v1/messages";
+    let bearer = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "));
+    // Anthropic's SDK sends `x-api-key`; our gateway sends a bearer key on
+    // every path, so `/v1/messages` takes either.
+    let x_api_key = anthropic
+        .then(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .flatten();
+    let key = x_api_key.or(bearer).filter(|k| !k.is_empty());
+    match (key, &opts.api_key) {
+        (None, _) => {
+            return api::ApiError::unauthorized(
+                "You didn't provide an API key. Send it as 'authorization: Bearer KEY'.",
+                anthropic,
             )
+            .into_response()
         }
-        (&Method::POST, "/v1/responses") => full(
-            StatusCode::OK,
-            json!({"id":"resp_mock","object":"response","created_at":1_700_000_000,"model":model,"status":"completed",
-                   "output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":text}]}]}),
-        ),
-        _ => full(
-            StatusCode::NOT_FOUND,
-            json!({"error":{"message":format!("mock has no {method} {path}"),"type":"invalid_request_error","code":null}}),
-        ),
+        (Some(k), Some(want)) if k != want => {
+            return api::ApiError::unauthorized("Incorrect API key provided.", anthropic)
+                .into_response()
+        }
+        _ => {}
     }
+    let request = api::Request {
+        method: &parts.method,
+        path: &path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body: &body,
+    };
+    api::route(&request, state, opts)
 }
 
 /// Counts a stream as cancelled if it is dropped before its end.
@@ -330,15 +315,11 @@ impl Drop for EndGuard {
     }
 }
 
-fn stream_chunks(
-    opts: &MockOptions,
-    text: &str,
-    state: Arc<State>,
-    chunk: impl Fn(usize, &str) -> Value + Send + 'static,
-) -> http::Response<Body> {
+/// `text` split into the [`MockOptions::chunks`] pieces of a stream.
+fn pieces(opts: &MockOptions, text: &str) -> Vec<String> {
     let words: Vec<String> = text.split(' ').map(str::to_owned).collect();
     let n = opts.chunks.max(1);
-    let pieces: Vec<String> = if n >= words.len() {
+    if n >= words.len() {
         (0..n)
             .map(|i| format!("{} ", words[i % words.len()]))
             .collect()
@@ -348,44 +329,42 @@ fn stream_chunks(
             .chunks(per)
             .map(|c| format!("{} ", c.join(" ")))
             .collect()
-    };
+    }
+}
+
+/// Streams `frames`, each after [`MockOptions::chunk_delay`]; frame
+/// `gate_at` first waits for [`MockOptions::hold_last_chunk`].
+fn stream_frames(
+    opts: &MockOptions,
+    state: Arc<State>,
+    frames: Vec<Bytes>,
+    gate_at: Option<usize>,
+    content_type: &'static str,
+) -> http::Response<Body> {
     let delay = opts.chunk_delay;
     let gate = opts.hold_last_chunk.clone();
-    let count = pieces.len();
     let guard = EndGuard { done: false, state };
     let s = futures_util::stream::unfold((0usize, guard), move |(i, guard)| {
-        let piece = pieces.get(i).cloned();
-        let gate = gate.clone();
-        let ev = piece.as_ref().map(|p| chunk(i, p));
+        let frame = frames.get(i).cloned();
+        let gate = gate.clone().filter(|_| gate_at == Some(i));
         async move {
-            if i > count {
+            let Some(frame) = frame else {
                 guard.finish();
                 return None;
-            }
-            tokio::time::sleep(delay).await;
-            let data = match ev {
-                Some(v) => {
-                    if i + 1 == count {
-                        if let Some(g) = gate {
-                            if let Ok(p) = g.acquire().await {
-                                p.forget();
-                            }
-                        }
-                    }
-                    format!("data: {v}\n\n")
-                }
-                None => "data: [DONE]\n\n".to_owned(),
             };
-            Some((
-                Ok::<_, BodyError>(Frame::data(Bytes::from(data))),
-                (i + 1, guard),
-            ))
+            tokio::time::sleep(delay).await;
+            if let Some(g) = gate {
+                if let Ok(p) = g.acquire().await {
+                    p.forget();
+                }
+            }
+            Some((Ok::<_, BodyError>(Frame::data(frame)), (i + 1, guard)))
         }
     });
     let mut r = http::Response::new(StreamBody::new(s).boxed_unsync());
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        http::HeaderValue::from_static(content_type),
     );
     r
 }
@@ -395,6 +374,99 @@ mod tests {
     use super::*;
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
+    use serde_json::json;
+
+    const KEY: &str = "sk-mock-test";
+
+    async fn strict_mock() -> MockProvider {
+        MockProvider::start(
+            "127.0.0.1:0".parse().unwrap(),
+            MockOptions {
+                api_key: Some(KEY.into()),
+                chunk_delay: Duration::from_millis(1),
+                ..MockOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Sends a request with the right key unless `headers` names another.
+    async fn call(
+        mock: &MockProvider,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", mock.addr()));
+        if !headers.iter().any(|(k, _)| *k == "authorization") {
+            req = req.header("authorization", format!("Bearer {KEY}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = client
+            .request(req.body(Full::new(body.into())).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            body.collect().await.unwrap().to_bytes(),
+        )
+    }
+
+    async fn call_json(
+        mock: &MockProvider,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let (status, _, b) = call(
+            mock,
+            method,
+            path,
+            &[("content-type", "application/json")],
+            if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            },
+        )
+        .await;
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    fn multipart(fields: &[(&str, Option<&str>, &str)]) -> (String, String) {
+        let mut body = String::new();
+        for (name, filename, data) in fields {
+            body.push_str("--BOUNDARY\r\nContent-Disposition: form-data; name=\"");
+            body.push_str(name);
+            body.push('"');
+            if let Some(f) = filename {
+                body.push_str(&format!(
+                    "; filename=\"{f}\"\r\nContent-Type: application/octet-stream"
+                ));
+            }
+            body.push_str("\r\n\r\n");
+            body.push_str(data);
+            body.push_str("\r\n");
+        }
+        body.push_str("--BOUNDARY--\r\n");
+        ("multipart/form-data; boundary=BOUNDARY".into(), body)
+    }
+
+    async fn upload(mock: &MockProvider, purpose: &str, name: &str, data: &str) -> Value {
+        let (ct, body) = multipart(&[("purpose", None, purpose), ("file", Some(name), data)]);
+        let (status, _, b) = call(mock, "POST", "/v1/files", &[("content-type", &ct)], body).await;
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+        serde_json::from_slice(&b).unwrap()
+    }
 
     #[tokio::test]
     async fn keeps_only_the_last_requests_but_counts_all() {
@@ -407,25 +479,316 @@ mod tests {
         )
         .await
         .unwrap();
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         for i in 0..5 {
-            let req = http::Request::post(format!("{}/embeddings", mock.base_url()))
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(Full::new(Bytes::from(format!(r#"{{"input":"n{i}"}}"#))))
-                .unwrap();
-            let resp = client.request(req).await.unwrap();
-            assert_eq!(resp.status(), StatusCode::OK);
-            resp.into_body().collect().await.unwrap();
+            let body = format!(r#"{{"model":"mock-embed","input":"n{i}"}}"#);
+            let (status, _, _) = call(&mock, "POST", "/v1/embeddings", &[], body).await;
+            assert_eq!(status, StatusCode::OK);
         }
         assert_eq!(mock.received_total(), 5);
         let kept: Vec<_> = mock.received().iter().map(|r| r.body.clone()).collect();
         assert_eq!(
             kept,
             vec![
-                Bytes::from(r#"{"input":"n3"}"#),
-                Bytes::from(r#"{"input":"n4"}"#)
+                Bytes::from(r#"{"model":"mock-embed","input":"n3"}"#),
+                Bytes::from(r#"{"model":"mock-embed","input":"n4"}"#)
             ]
         );
         mock.stop();
+    }
+
+    #[tokio::test]
+    async fn a_missing_or_wrong_key_is_a_401() {
+        let mock = strict_mock().await;
+        let chat = r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#;
+        for auth in ["", "Bearer sk-wrong", "Basic abc"] {
+            let (status, _, b) = call(
+                &mock,
+                "POST",
+                "/v1/chat/completions",
+                &[("authorization", auth)],
+                chat,
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth}");
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(v["error"]["code"], "invalid_api_key");
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+        }
+        let (status, _, _) = call(&mock, "POST", "/v1/chat/completions", &[], chat).await;
+        assert_eq!(status, StatusCode::OK);
+        // Anthropic clients send x-api-key; a wrong one is an Anthropic-style 401.
+        let msg = r#"{"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+        let h = [
+            ("authorization", ""),
+            ("x-api-key", "sk-wrong"),
+            ("anthropic-version", "2023-06-01"),
+        ];
+        let (status, _, b) = call(&mock, "POST", "/v1/messages", &h, msg).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&b).unwrap()["error"]["type"],
+            "authentication_error"
+        );
+        let h = [
+            ("authorization", ""),
+            ("x-api-key", KEY),
+            ("anthropic-version", "2023-06-01"),
+        ];
+        let (status, _, _) = call(&mock, "POST", "/v1/messages", &h, msg).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_missing_required_field_is_a_400_naming_it() {
+        let mock = strict_mock().await;
+        let cases = [
+            (
+                "/v1/chat/completions",
+                json!({"messages":[{"role":"user","content":"hi"}]}),
+                "model",
+            ),
+            (
+                "/v1/chat/completions",
+                json!({"model":"mock-gpt"}),
+                "messages",
+            ),
+            ("/v1/embeddings", json!({"model":"mock-embed"}), "input"),
+            ("/v1/responses", json!({"input":"hi"}), "model"),
+            (
+                "/v1/batches",
+                json!({"endpoint":"/v1/chat/completions","completion_window":"24h"}),
+                "input_file_id",
+            ),
+            ("/v1/vector_stores/vs_x/files", json!({}), "file_id"),
+            (
+                "/v1/uploads",
+                json!({"filename":"a","purpose":"batch","mime_type":"text/plain"}),
+                "bytes",
+            ),
+            ("/v1/moderations", json!({}), "input"),
+            ("/v1/images/generations", json!({"n":1}), "prompt"),
+            (
+                "/v1/audio/speech",
+                json!({"model":"tts","input":"hi"}),
+                "voice",
+            ),
+        ];
+        for (path, body, param) in cases {
+            let (status, v) = call_json(&mock, "POST", path, body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+            assert_eq!(v["error"]["param"], param, "{path}: {v}");
+            assert_eq!(v["error"]["type"], "invalid_request_error");
+        }
+        let (ct, body) = multipart(&[("file", Some("a.jsonl"), "{}")]);
+        let (status, _, b) = call(&mock, "POST", "/v1/files", &[("content-type", &ct)], body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&b).unwrap()["error"]["param"],
+            "purpose"
+        );
+        let (status, _, _) = call(
+            &mock,
+            "POST",
+            "/v1/files",
+            &[("content-type", "application/json")],
+            "{}",
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let h = [("content-type", "application/json")];
+        let (status, _, b) = call(
+            &mock,
+            "POST",
+            "/v1/messages",
+            &h,
+            r#"{"model":"m","max_tokens":8,"messages":[]}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "no anthropic-version");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&b).unwrap()["type"],
+            "error"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_objects_and_paths_are_404s() {
+        let mock = strict_mock().await;
+        for (method, path) in [
+            ("GET", "/v1/files/file-nope"),
+            ("GET", "/v1/files/file-nope/content"),
+            ("DELETE", "/v1/files/file-nope"),
+            ("GET", "/v1/batches/batch_nope"),
+            ("GET", "/v1/vector_stores/vs_nope"),
+            ("GET", "/v1/responses/resp_nope"),
+            ("GET", "/v1/responses/resp_nope/input_items"),
+            ("GET", "/v1/conversations/conv_nope"),
+            ("GET", "/v1/chat/completions/chatcmpl-nope"),
+            ("GET", "/v1/models/gpt-nope"),
+            ("GET", "/v1/nothing-here"),
+            ("PUT", "/v1/files"),
+        ] {
+            let (status, v) = call_json(&mock, method, path, Value::Null).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {v}");
+            assert!(v["error"]["message"].is_string());
+        }
+        let (status, v) = call_json(
+            &mock,
+            "POST",
+            "/v1/responses",
+            json!({"model":"mock-gpt","input":"hi","previous_response_id":"resp_nope"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert_eq!(v["error"]["param"], "previous_response_id");
+    }
+
+    #[tokio::test]
+    async fn a_batch_needs_an_uploaded_batch_file() {
+        let mock = strict_mock().await;
+        let batch = |id: &str| json!({"input_file_id":id,"endpoint":"/v1/chat/completions","completion_window":"24h"});
+        let (status, v) = call_json(&mock, "POST", "/v1/batches", batch("file-missing")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+        assert_eq!(v["error"]["param"], "input_file_id");
+        let other = upload(&mock, "user_data", "notes.txt", "hello").await;
+        let (status, _) = call_json(
+            &mock,
+            "POST",
+            "/v1/batches",
+            batch(other["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let f = upload(
+            &mock,
+            "batch",
+            "in.jsonl",
+            "{\"custom_id\":\"a\"}\n{\"custom_id\":\"b\"}\n",
+        )
+        .await;
+        assert!(f["id"].as_str().unwrap().starts_with("file-"));
+        let (status, b) = call_json(
+            &mock,
+            "POST",
+            "/v1/batches",
+            batch(f["id"].as_str().unwrap()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{b}");
+        assert!(b["id"].as_str().unwrap().starts_with("batch_"));
+        assert_eq!(b["request_counts"]["total"], 2);
+        let path = format!("/v1/batches/{}/cancel", b["id"].as_str().unwrap());
+        let (_, c) = call_json(&mock, "POST", &path, Value::Null).await;
+        assert_eq!(c["status"], "cancelled");
+        let (_, _, content) = call(
+            &mock,
+            "GET",
+            &format!("/v1/files/{}/content", f["id"].as_str().unwrap()),
+            &[],
+            "",
+        )
+        .await;
+        assert_eq!(
+            &content[..],
+            b"{\"custom_id\":\"a\"}\n{\"custom_id\":\"b\"}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_streamed_response_ends_with_response_completed_and_is_stored() {
+        let mock = strict_mock().await;
+        let h = [("content-type", "application/json")];
+        let (status, headers, b) = call(
+            &mock,
+            "POST",
+            "/v1/responses",
+            &h,
+            r#"{"model":"mock-gpt","input":"hi","stream":true}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let text = String::from_utf8(b.to_vec()).unwrap();
+        let events: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(events.first(), Some(&"response.created"));
+        assert_eq!(events.last(), Some(&"response.completed"));
+        assert!(events.contains(&"response.output_text.delta"));
+        let last: Value = serde_json::from_str(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .next_back()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let id = last["response"]["id"].as_str().unwrap().to_owned();
+        assert!(id.starts_with("resp_"));
+        let (status, r) =
+            call_json(&mock, "GET", &format!("/v1/responses/{id}"), Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(r["status"], "completed");
+        let (_, items) = call_json(
+            &mock,
+            "GET",
+            &format!("/v1/responses/{id}/input_items"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(items["data"][0]["content"][0]["text"], "hi");
+        let (status, _) = call_json(
+            &mock,
+            "POST",
+            "/v1/responses",
+            json!({"model":"mock-gpt","input":"again","previous_response_id":id}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) =
+            call_json(&mock, "DELETE", &format!("/v1/responses/{id}"), Value::Null).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) =
+            call_json(&mock, "GET", &format!("/v1/responses/{id}"), Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn stored_objects_are_bounded_oldest_first() {
+        let mock = MockProvider::start(
+            "127.0.0.1:0".parse().unwrap(),
+            MockOptions {
+                keep_objects: 2,
+                ..MockOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let (_, c) = call_json(&mock, "POST", "/v1/conversations", json!({})).await;
+            ids.push(c["id"].as_str().unwrap().to_owned());
+        }
+        assert_ne!(ids[1], ids[2]);
+        let (status, _) = call_json(
+            &mock,
+            "GET",
+            &format!("/v1/conversations/{}", ids[0]),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = call_json(
+            &mock,
+            "GET",
+            &format!("/v1/conversations/{}", ids[2]),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
     }
 }

@@ -51,8 +51,10 @@ async fn load(url: String, body: String, concurrency: usize, dur: Duration) -> S
             let mut lat = Vec::new();
             let mut errors = 0;
             while !stop.load(Ordering::Relaxed) {
+                // The mock provider, asked directly, wants a key like a real one.
                 let req = hyper::Request::post(&url)
                     .header("content-type", "application/json")
+                    .header("authorization", "Bearer sk-loadbench")
                     .body(Full::new(Bytes::from(body.clone())))
                     .unwrap();
                 let t = Instant::now();
