@@ -36,6 +36,11 @@ use crate::transport::tls::{Identity, TlsError, TlsMaterial};
 use crate::transport::RESET_UPSTREAM_FAILED;
 use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
 
+/// Request head header in which the agent names the stored objects a
+/// request refers to and the region each lives in (`id@region,…`). The gateway
+/// refuses the request if one lives elsewhere; it is never sent upstream.
+pub const HDR_OBJECTS: &str = "x-residency-objects";
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct GatewayHandle {
@@ -655,6 +660,25 @@ async fn serve_stream<S: SendHalf, R: RecvHalf>(
     }
 }
 
+/// Why `head` may not be served here: it names an object that the agent
+/// says lives in another region than `region`.
+fn object_elsewhere(head: &RequestHead, region: &RegionId) -> Option<String> {
+    let named = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(HDR_OBJECTS))
+        .flat_map(|(_, v)| v.split(','));
+    for entry in named {
+        let (object, at) = entry.trim().rsplit_once('@').unwrap_or((entry, ""));
+        if at != region.as_str() {
+            return Some(format!(
+                "the request names {object}, which lives in {at}, not in {region}"
+            ));
+        }
+    }
+    None
+}
+
 /// Whether `peer` may open a stream that starts with `frame`: an agent
 /// holds a control stream, sends requests and fetches or relays policy; an
 /// operator's admin certificate only pushes policy; the gateway's own
@@ -846,6 +870,12 @@ async fn forward<S: SendHalf, R: RecvHalf>(
             head.route.region, state.region
         );
         refuse(send, &state.codec, ErrorCode::Misrouted, msg).await;
+        return;
+    }
+    // Defence in depth: never serve a request naming an object held elsewhere.
+    if let Some(elsewhere) = object_elsewhere(&head, &state.region) {
+        warn!(request_id = id, region = %state.region, "request naming an object held in another region refused");
+        refuse(send, &state.codec, ErrorCode::Misrouted, elsewhere).await;
         return;
     }
     let stopped = send.stopped();

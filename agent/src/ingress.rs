@@ -315,11 +315,25 @@ where
     }
     known.classified = Some(classified);
     ingress.metrics.overhead(arrival.started.elapsed());
+    // The gateway checks for itself that the objects named live in its
+    // region (the header is never passed to the provider).
+    let with_objects;
+    let headers = if held.is_empty() {
+        &request.forwarded
+    } else {
+        let mut h = request.forwarded.clone();
+        h.push((
+            crate::gateway::HDR_OBJECTS.to_owned(),
+            objects_header(&held),
+        ));
+        with_objects = h;
+        &with_objects
+    };
     let out = Outbound {
         request_id: &arrival.id,
         method: arrival.method.as_str(),
         path: &request.path_and_query,
-        headers: &request.forwarded,
+        headers,
         body: &request.body,
     };
     let answer = match forward::forward(&ingress.pool, &ingress.codec, &plan, out).await {
@@ -352,6 +366,14 @@ where
     Ok(respond::answer(
         ingress, arrival, known, &plan, answer, objects,
     ))
+}
+
+/// `id@region,…` for the gateway's own check.
+fn objects_header(held: &[plan::objects::Held]) -> String {
+    held.iter()
+        .map(|h| format!("{}@{}", h.id, h.region))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The object ids a request names, if its path or body may name any.

@@ -466,6 +466,19 @@ pub async fn raw_request_via(
     tier: residency_proto::Tier,
     body: &[u8],
 ) -> residency_proto::Frame {
+    raw_request_with(fleet, via, region, path, tier, vec![], body).await
+}
+
+/// [`raw_request_via`] with `headers` in the head.
+pub async fn raw_request_with(
+    fleet: &Fleet,
+    via: &str,
+    region: &str,
+    path: &str,
+    tier: residency_proto::Tier,
+    headers: Vec<(String, String)>,
+    body: &[u8],
+) -> residency_proto::Frame {
     let region = RegionId::new(region).unwrap();
     let link = fleet
         .agent
@@ -479,7 +492,7 @@ pub async fn raw_request_via(
         request_id: "req_recheck".into(),
         method: "POST".into(),
         path: path.into(),
-        headers: vec![],
+        headers,
         route: residency_proto::RouteFacts {
             region,
             tier,

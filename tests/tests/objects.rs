@@ -332,3 +332,52 @@ async fn browsers_from_allowed_origins_get_cors_answers_and_others_do_not() {
     .await;
     assert_eq!(a.header("access-control-allow-origin"), "");
 }
+
+#[tokio::test]
+async fn a_gateway_refuses_a_request_naming_an_object_held_elsewhere() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let body = responses_body("hello", Some("resp_abc"));
+    let frame = raw_request_with(
+        &fleet,
+        "aws:ap-south-1",
+        "aws:ap-south-1",
+        "/v1/responses",
+        residency_proto::Tier::Public,
+        vec![(
+            "x-residency-objects".into(),
+            "resp_abc@aws:us-east-1".into(),
+        )],
+        body.as_bytes(),
+    )
+    .await;
+    match frame {
+        residency_proto::Frame::Error(e) => {
+            assert_eq!(e.code, residency_proto::ErrorCode::Misrouted);
+            assert!(e.message.contains("resp_abc"), "{}", e.message);
+        }
+        other => panic!("served: {other:?}"),
+    }
+    assert_eq!(fleet.provider("aws:ap-south-1").received_total(), 0);
+    // Named as held here, it is served (the provider's allowlist of request
+    // headers never includes the agent's own).
+    let frame = raw_request_with(
+        &fleet,
+        "aws:ap-south-1",
+        "aws:ap-south-1",
+        "/v1/chat/completions",
+        residency_proto::Tier::Public,
+        vec![(
+            "x-residency-objects".into(),
+            "resp_abc@aws:ap-south-1".into(),
+        )],
+        chat("hello", false).as_bytes(),
+    )
+    .await;
+    assert!(
+        matches!(frame, residency_proto::Frame::ResponseHead(_)),
+        "{frame:?}"
+    );
+    assert_eq!(fleet.provider("aws:ap-south-1").received_total(), 1);
+    assert!(!residency_agent::gateway::upstream::FORWARD_REQUEST_HEADERS
+        .contains(&"x-residency-objects"));
+}

@@ -28,6 +28,8 @@ pub const FORWARD_REQUEST_HEADERS: &[&str] = &[
     "x-stainless-runtime",
     "x-stainless-runtime-version",
     "x-stainless-retry-count",
+    "anthropic-version",
+    "anthropic-beta",
 ];
 
 /// Response headers passed back to the application.
