@@ -30,6 +30,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::context::{ceil_boundary, floor_boundary};
 use super::digits::digit_at;
 use super::fold::may_fold;
+use super::multipart::MultipartError;
 use super::{Classifier, Entity, EntityType, Tier};
 
 /// What a request contains: counts per entity type, never values.
@@ -59,6 +60,9 @@ pub enum UnscannableBody {
     /// The body is not one complete JSON document (syntax error, bad escape, truncated).
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
+    /// A `multipart/form-data` body that does not parse; the reason is named.
+    #[error("request body is not valid multipart/form-data: {0}; it cannot be scanned, so it is not forwarded")]
+    InvalidMultipart(MultipartError),
 }
 
 /// Content part types that carry images, audio or files.
@@ -86,7 +90,7 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A parsed JSON value that borrows its strings from the body unless they contain
 /// escapes, and keeps no numbers: what the walk needs, with few allocations.
-enum Json<'a> {
+pub(super) enum Json<'a> {
     Str(Cow<'a, str>),
     Arr(Vec<Json<'a>>),
     /// Every entry, repeated keys included, in order.
@@ -98,7 +102,7 @@ enum Json<'a> {
 struct JsonVisitor;
 
 /// State of one walk over a request body.
-struct Walk<'c> {
+pub(super) struct Walk<'c> {
     classifier: &'c Classifier,
     counts: [u32; EntityType::ALL.len()],
     unscannable: Vec<String>,
@@ -153,24 +157,16 @@ impl Classifier {
         headers: &[(&str, &str)],
         unscannable_tier: Tier,
     ) -> Result<RequestClassification, UnscannableBody> {
-        let mut walk = Walk {
-            classifier: self,
-            counts: [0; EntityType::ALL.len()],
-            unscannable: Vec::new(),
-            texts: 0,
-            found: Vec::new(),
-        };
-        for (name, value) in headers {
-            walk.text(value, Some(name));
-        }
+        let mut walk = Walk::new(self);
+        walk.headers(headers);
         let v = parse(body)?;
-        walk.value(&v, None, 0);
+        walk.document(&v);
         Ok(walk.finish(unscannable_tier))
     }
 }
 
 /// Parses a body completely, or says why it cannot be.
-fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
+pub(super) fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
     // serde_json validates the UTF-8 of every string it reads (and any other byte
     // outside ASCII is a syntax error), so a body it parses is valid UTF-8. Only a
     // failed parse is checked again, to name the reason.
@@ -265,7 +261,39 @@ impl Json<'_> {
     }
 }
 
-impl Walk<'_> {
+impl<'c> Walk<'c> {
+    pub(super) fn new(classifier: &'c Classifier) -> Self {
+        Walk {
+            classifier,
+            counts: [0; EntityType::ALL.len()],
+            unscannable: Vec::new(),
+            texts: 0,
+            found: Vec::new(),
+        }
+    }
+
+    /// A whole JSON document (a body, a `.json` file, one JSON Lines line).
+    pub(super) fn document(&mut self, v: &Json<'_>) {
+        self.value(v, None, 0);
+    }
+
+    /// Text that is not JSON (a form value, a text file, a line of a JSON Lines file
+    /// that is not JSON), labelled by its field name if it has one.
+    pub(super) fn plain(&mut self, s: &str, label: Option<&str>) {
+        self.texts += 1;
+        self.text(s, label);
+    }
+
+    /// Text that should have been JSON but is not: scanned as text, after decoding
+    /// its JSON escapes if it has any (so `\u0032` still reads as `2`).
+    pub(super) fn not_json(&mut self, s: &str) {
+        if s.contains('\\') {
+            self.plain(&unescape_json_text(s), None);
+        } else {
+            self.plain(s, None);
+        }
+    }
+
     fn value(&mut self, v: &Json<'_>, key: Option<&str>, depth: usize) {
         match v {
             Json::Str(s) => self.string(s, key),
@@ -304,7 +332,14 @@ impl Walk<'_> {
         }
     }
 
-    fn mark(&mut self, kind: &str) {
+    /// Forwarded header values, each labelled by its name.
+    pub(super) fn headers(&mut self, headers: &[(&str, &str)]) {
+        for (name, value) in headers {
+            self.text(value, Some(name));
+        }
+    }
+
+    pub(super) fn mark(&mut self, kind: &str) {
         if !self.unscannable.iter().any(|k| k == kind) {
             self.unscannable.push(kind.to_owned());
         }
@@ -337,7 +372,7 @@ impl Walk<'_> {
         self.text(k, None);
     }
 
-    fn text(&mut self, s: &str, label: Option<&str>) {
+    pub(super) fn text(&mut self, s: &str, label: Option<&str>) {
         self.found.clear();
         self.classifier.scan_labelled(s, label, &mut self.found);
         for e in &self.found {
@@ -433,7 +468,7 @@ impl Walk<'_> {
         }
     }
 
-    fn finish(mut self, unscannable_tier: Tier) -> RequestClassification {
+    pub(super) fn finish(mut self, unscannable_tier: Tier) -> RequestClassification {
         let counts: Vec<(EntityType, u32)> = EntityType::ALL
             .into_iter()
             .filter(|&k| self.counts[k as usize] > 0)
