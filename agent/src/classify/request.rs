@@ -14,9 +14,11 @@
 //! walked as JSON (its keys label its values), or scanned as text after decoding its
 //! escapes when it is not JSON.
 //!
-//! Content the scanner cannot read (images, audio, files) is recorded by kind; its
-//! presence raises the tier to the caller's `unscannable_tier`. Its other strings (a
-//! URL, a file name) are still scanned; a `data:` URL's base64 payload is not.
+//! Content the scanner cannot read (images, audio, files, Anthropic `image` and
+//! `document` blocks other than text documents) is recorded by kind; its presence
+//! raises the tier to the caller's `unscannable_tier`. Its other strings (a URL, a
+//! file name, a media type) are still scanned; the base64 payload of a `data:` URL or
+//! of such a block's `base64` source is not.
 //!
 //! A body that cannot be decoded completely (not UTF-8, not JSON, truncated, nested
 //! deeper than [`MAX_DEPTH`]) is an [`UnscannableBody`] error: it is refused, never
@@ -312,9 +314,17 @@ impl<'c> Walk<'c> {
         let Json::Obj(entries) = obj else {
             return;
         };
+        let mut unscannable = false;
         if let Some(Json::Str(t)) = obj.get("type") {
-            if UNSCANNABLE_TYPES.contains(&t.as_ref()) {
+            // An Anthropic document block: a PDF (base64, URL, file id) cannot be
+            // read; a text or content-block source is walked like any other field.
+            let unread_document = t == "document"
+                && obj.get("source").is_some_and(|s| {
+                    !matches!(s.get("type"), Some(Json::Str(st)) if st == "text" || st == "content")
+                });
+            if UNSCANNABLE_TYPES.contains(&t.as_ref()) || unread_document {
                 self.mark(t);
+                unscannable = true;
             }
         }
         for (key, v) in entries {
@@ -322,6 +332,20 @@ impl<'c> Walk<'c> {
             self.key(key);
             match (key, v) {
                 ("arguments", Json::Str(s)) => self.arguments(s, depth),
+                // The base64 payload of an image or document (Anthropic's
+                // `"source": {"type": "base64", "data": ...}`) is content of the kind
+                // just recorded, not text; the source's other fields are.
+                ("source", Json::Obj(fields))
+                    if unscannable
+                        && matches!(v.get("type"), Some(Json::Str(st)) if st == "base64") =>
+                {
+                    for (k, fv) in fields {
+                        self.key(k);
+                        if !(k == "data" && matches!(fv, Json::Str(_))) {
+                            self.value(fv, Some(k), depth + 1);
+                        }
+                    }
+                }
                 // An assistant message that refers to earlier audio output.
                 ("audio", Json::Obj(_)) if obj.get("role").is_some() => {
                     self.mark("audio");
@@ -658,6 +682,93 @@ mod tests {
                 "image_url":{"url":"https://kyc.example/2345-6789-0124.png"}}]}]}"#,
         );
         assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
+    }
+
+    #[test]
+    fn anthropic_system_prompts_string_and_blocks() {
+        let r = classify(
+            r#"{"model":"claude-sonnet-4-5","max_tokens":1024,
+                "system":"You help branch staff. Escalate to ops@bank.example.",
+                "messages":[{"role":"user","content":"Status of PAN NXAFQ3778H?"}]}"#,
+        );
+        assert_eq!(r.summary(), "pan:1,email:1", "{r:?}");
+        assert_eq!(r.tier, Tier::Confidential);
+        let r = classify(&format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":1024,
+                "system":[{{"type":"text","text":"Customer Aadhaar {AADHAAR} is verified.",
+                           "cache_control":{{"type":"ephemeral"}}}}],
+                "messages":[{{"role":"user","content":"hello"}}]}}"#
+        ));
+        assert_eq!(r.counts, vec![(EntityType::Aadhaar, 1)], "{r:?}");
+        assert_eq!(r.tier, Tier::Restricted);
+        assert!(r.unscannable.is_empty());
+    }
+
+    #[test]
+    fn anthropic_content_blocks_tool_use_and_tool_results() {
+        let body = r#"{"model":"claude-sonnet-4-5","max_tokens":512,"messages":[
+            {"role":"user","content":[{"type":"text","text":"Refund the customer"},
+                                      {"type":"text","text":"at deepa@okaxis"}]},
+            {"role":"assistant","content":[
+                {"type":"text","text":"Looking up the account."},
+                {"type":"tool_use","id":"toolu_01A","name":"lookup_account",
+                 "input":{"account_no":"123456789012345","filters":{"ifsc":"SBIN0001234"}}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_01A","content":"card 4111 1111 1111 1111 on file"},
+                {"type":"tool_result","tool_use_id":"toolu_01B","is_error":false,
+                 "content":[{"type":"text","text":"mobile +91 98765 43210"}]}]}]}"#;
+        let r = classify(body);
+        for k in [
+            EntityType::UpiId,
+            EntityType::BankAccount,
+            EntityType::Ifsc,
+            EntityType::PaymentCard,
+            EntityType::Phone,
+        ] {
+            assert_eq!(count(&r, k), 1, "{k}: {r:?}");
+        }
+        assert_eq!(r.tier, Tier::Restricted);
+        assert!(r.unscannable.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn anthropic_image_and_document_blocks_are_unscannable_and_their_data_unread() {
+        // Base64 of "3417 7763 1706 NXAFQ3778H" would still not be read; here the data
+        // holds the plain text, so scanning it would count entities.
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{{"role":"user","content":[
+                {{"type":"image","source":{{"type":"base64","media_type":"image/jpeg","data":"Aadhaar {AADHAAR}"}}}},
+                {{"type":"document","source":{{"type":"base64","media_type":"application/pdf","data":"PAN NXAFQ3778H"}},
+                  "title":"Statement for 9876543210"}},
+                {{"type":"text","text":"Summarise both."}}]}}]}}"#
+        );
+        let r = Classifier::new()
+            .scan_request(body.as_bytes(), Tier::Confidential)
+            .unwrap();
+        assert_eq!(r.unscannable, vec!["document", "image"]);
+        assert_eq!(r.tier, Tier::Confidential);
+        // The title is text that leaves; the payloads are not read.
+        assert_eq!(r.counts, vec![(EntityType::Phone, 1)], "{r:?}");
+        // A URL source is unscannable too, and its URL is scanned.
+        let r = classify(
+            r#"{"messages":[{"role":"user","content":[{"type":"document",
+                "source":{"type":"url","url":"https://kyc.example/NXAFQ3778H.pdf"}}]}]}"#,
+        );
+        assert_eq!(r.unscannable, vec!["document"]);
+        assert_eq!(count(&r, EntityType::Pan), 1);
+        // A plain-text document is read like any other text.
+        let r = classify(&format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"document",
+                "source":{{"type":"text","media_type":"text/plain","data":"Aadhaar {AADHAAR}"}}}}]}}]}}"#
+        ));
+        assert!(r.unscannable.is_empty(), "{r:?}");
+        assert_eq!(count(&r, EntityType::Aadhaar), 1);
+        // `"type": "base64"` outside an image or document is ordinary data.
+        let r = classify(&format!(
+            r#"{{"meta":{{"type":"base64","data":"Aadhaar {AADHAAR}"}}}}"#
+        ));
+        assert_eq!(count(&r, EntityType::Aadhaar), 1);
+        assert!(r.unscannable.is_empty());
     }
 
     #[test]
