@@ -10,18 +10,22 @@
 //! `digits` decodes digits of any Indian script, `validators` holds the check-digit
 //! algorithms, `context` finds the context words that decide ambiguous numbers,
 //! `table` finds the column header of a value in a pasted table, `detect` is the
-//! scanner, `request` walks request bodies and [`cli`] is the `classify` command.
+//! scanner, `request` walks JSON request bodies, `body` reads bodies of every content
+//! type (uploads, forms, text, binary) with `multipart` splitting form-data bodies,
+//! and [`cli`] is the `classify` command.
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use residency_proto::Tier;
 
+mod body;
 pub mod cli;
 mod context;
 mod detect;
 mod digits;
 mod fold;
+mod multipart;
 mod request;
 mod table;
 mod validators;
@@ -32,6 +36,7 @@ mod evaluation;
 mod settled;
 
 pub use detect::Classifier;
+pub use multipart::MultipartError;
 pub use request::{RequestClassification, UnscannableBody, MAX_DEPTH};
 
 /// The kinds of entity the classifier reports. Names are stable (see the spec):

@@ -14,9 +14,11 @@
 //! walked as JSON (its keys label its values), or scanned as text after decoding its
 //! escapes when it is not JSON.
 //!
-//! Content the scanner cannot read (images, audio, files) is recorded by kind; its
-//! presence raises the tier to the caller's `unscannable_tier`. Its other strings (a
-//! URL, a file name) are still scanned; a `data:` URL's base64 payload is not.
+//! Content the scanner cannot read (images, audio, files, Anthropic `image` and
+//! `document` blocks other than text documents) is recorded by kind; its presence
+//! raises the tier to the caller's `unscannable_tier`. Its other strings (a URL, a
+//! file name, a media type) are still scanned; the base64 payload of a `data:` URL or
+//! of such a block's `base64` source is not.
 //!
 //! A body that cannot be decoded completely (not UTF-8, not JSON, truncated, nested
 //! deeper than [`MAX_DEPTH`]) is an [`UnscannableBody`] error: it is refused, never
@@ -30,6 +32,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::context::{ceil_boundary, floor_boundary};
 use super::digits::digit_at;
 use super::fold::may_fold;
+use super::multipart::MultipartError;
 use super::{Classifier, Entity, EntityType, Tier};
 
 /// What a request contains: counts per entity type, never values.
@@ -59,6 +62,9 @@ pub enum UnscannableBody {
     /// The body is not one complete JSON document (syntax error, bad escape, truncated).
     #[error("request body is not valid JSON: {0}")]
     InvalidJson(String),
+    /// A `multipart/form-data` body that does not parse; the reason is named.
+    #[error("request body is not valid multipart/form-data: {0}; it cannot be scanned, so it is not forwarded")]
+    InvalidMultipart(MultipartError),
 }
 
 /// Content part types that carry images, audio or files.
@@ -86,7 +92,7 @@ pub const MAX_DEPTH: usize = 128;
 
 /// A parsed JSON value that borrows its strings from the body unless they contain
 /// escapes, and keeps no numbers: what the walk needs, with few allocations.
-enum Json<'a> {
+pub(super) enum Json<'a> {
     Str(Cow<'a, str>),
     Arr(Vec<Json<'a>>),
     /// Every entry, repeated keys included, in order.
@@ -98,7 +104,7 @@ enum Json<'a> {
 struct JsonVisitor;
 
 /// State of one walk over a request body.
-struct Walk<'c> {
+pub(super) struct Walk<'c> {
     classifier: &'c Classifier,
     counts: [u32; EntityType::ALL.len()],
     unscannable: Vec<String>,
@@ -153,24 +159,16 @@ impl Classifier {
         headers: &[(&str, &str)],
         unscannable_tier: Tier,
     ) -> Result<RequestClassification, UnscannableBody> {
-        let mut walk = Walk {
-            classifier: self,
-            counts: [0; EntityType::ALL.len()],
-            unscannable: Vec::new(),
-            texts: 0,
-            found: Vec::new(),
-        };
-        for (name, value) in headers {
-            walk.text(value, Some(name));
-        }
+        let mut walk = Walk::new(self);
+        walk.headers(headers);
         let v = parse(body)?;
-        walk.value(&v, None, 0);
+        walk.document(&v);
         Ok(walk.finish(unscannable_tier))
     }
 }
 
 /// Parses a body completely, or says why it cannot be.
-fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
+pub(super) fn parse(body: &[u8]) -> Result<Json<'_>, UnscannableBody> {
     // serde_json validates the UTF-8 of every string it reads (and any other byte
     // outside ASCII is a syntax error), so a body it parses is valid UTF-8. Only a
     // failed parse is checked again, to name the reason.
@@ -265,7 +263,39 @@ impl Json<'_> {
     }
 }
 
-impl Walk<'_> {
+impl<'c> Walk<'c> {
+    pub(super) fn new(classifier: &'c Classifier) -> Self {
+        Walk {
+            classifier,
+            counts: [0; EntityType::ALL.len()],
+            unscannable: Vec::new(),
+            texts: 0,
+            found: Vec::new(),
+        }
+    }
+
+    /// A whole JSON document (a body, a `.json` file, one JSON Lines line).
+    pub(super) fn document(&mut self, v: &Json<'_>) {
+        self.value(v, None, 0);
+    }
+
+    /// Text that is not JSON (a form value, a text file, a line of a JSON Lines file
+    /// that is not JSON), labelled by its field name if it has one.
+    pub(super) fn plain(&mut self, s: &str, label: Option<&str>) {
+        self.texts += 1;
+        self.text(s, label);
+    }
+
+    /// Text that should have been JSON but is not: scanned as text, after decoding
+    /// its JSON escapes if it has any (so `\u0032` still reads as `2`).
+    pub(super) fn not_json(&mut self, s: &str) {
+        if s.contains('\\') {
+            self.plain(&unescape_json_text(s), None);
+        } else {
+            self.plain(s, None);
+        }
+    }
+
     fn value(&mut self, v: &Json<'_>, key: Option<&str>, depth: usize) {
         match v {
             Json::Str(s) => self.string(s, key),
@@ -284,9 +314,17 @@ impl Walk<'_> {
         let Json::Obj(entries) = obj else {
             return;
         };
+        let mut unscannable = false;
         if let Some(Json::Str(t)) = obj.get("type") {
-            if UNSCANNABLE_TYPES.contains(&t.as_ref()) {
+            // An Anthropic document block: a PDF (base64, URL, file id) cannot be
+            // read; a text or content-block source is walked like any other field.
+            let unread_document = t == "document"
+                && obj.get("source").is_some_and(|s| {
+                    !matches!(s.get("type"), Some(Json::Str(st)) if st == "text" || st == "content")
+                });
+            if UNSCANNABLE_TYPES.contains(&t.as_ref()) || unread_document {
                 self.mark(t);
+                unscannable = true;
             }
         }
         for (key, v) in entries {
@@ -294,6 +332,20 @@ impl Walk<'_> {
             self.key(key);
             match (key, v) {
                 ("arguments", Json::Str(s)) => self.arguments(s, depth),
+                // The base64 payload of an image or document (Anthropic's
+                // `"source": {"type": "base64", "data": ...}`) is content of the kind
+                // just recorded, not text; the source's other fields are.
+                ("source", Json::Obj(fields))
+                    if unscannable
+                        && matches!(v.get("type"), Some(Json::Str(st)) if st == "base64") =>
+                {
+                    for (k, fv) in fields {
+                        self.key(k);
+                        if !(k == "data" && matches!(fv, Json::Str(_))) {
+                            self.value(fv, Some(k), depth + 1);
+                        }
+                    }
+                }
                 // An assistant message that refers to earlier audio output.
                 ("audio", Json::Obj(_)) if obj.get("role").is_some() => {
                     self.mark("audio");
@@ -304,7 +356,14 @@ impl Walk<'_> {
         }
     }
 
-    fn mark(&mut self, kind: &str) {
+    /// Forwarded header values, each labelled by its name.
+    pub(super) fn headers(&mut self, headers: &[(&str, &str)]) {
+        for (name, value) in headers {
+            self.text(value, Some(name));
+        }
+    }
+
+    pub(super) fn mark(&mut self, kind: &str) {
         if !self.unscannable.iter().any(|k| k == kind) {
             self.unscannable.push(kind.to_owned());
         }
@@ -337,7 +396,7 @@ impl Walk<'_> {
         self.text(k, None);
     }
 
-    fn text(&mut self, s: &str, label: Option<&str>) {
+    pub(super) fn text(&mut self, s: &str, label: Option<&str>) {
         self.found.clear();
         self.classifier.scan_labelled(s, label, &mut self.found);
         for e in &self.found {
@@ -433,7 +492,7 @@ impl Walk<'_> {
         }
     }
 
-    fn finish(mut self, unscannable_tier: Tier) -> RequestClassification {
+    pub(super) fn finish(mut self, unscannable_tier: Tier) -> RequestClassification {
         let counts: Vec<(EntityType, u32)> = EntityType::ALL
             .into_iter()
             .filter(|&k| self.counts[k as usize] > 0)
@@ -623,6 +682,93 @@ mod tests {
                 "image_url":{"url":"https://kyc.example/2345-6789-0124.png"}}]}]}"#,
         );
         assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
+    }
+
+    #[test]
+    fn anthropic_system_prompts_string_and_blocks() {
+        let r = classify(
+            r#"{"model":"claude-sonnet-4-5","max_tokens":1024,
+                "system":"You help branch staff. Escalate to ops@bank.example.",
+                "messages":[{"role":"user","content":"Status of PAN NXAFQ3778H?"}]}"#,
+        );
+        assert_eq!(r.summary(), "pan:1,email:1", "{r:?}");
+        assert_eq!(r.tier, Tier::Confidential);
+        let r = classify(&format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":1024,
+                "system":[{{"type":"text","text":"Customer Aadhaar {AADHAAR} is verified.",
+                           "cache_control":{{"type":"ephemeral"}}}}],
+                "messages":[{{"role":"user","content":"hello"}}]}}"#
+        ));
+        assert_eq!(r.counts, vec![(EntityType::Aadhaar, 1)], "{r:?}");
+        assert_eq!(r.tier, Tier::Restricted);
+        assert!(r.unscannable.is_empty());
+    }
+
+    #[test]
+    fn anthropic_content_blocks_tool_use_and_tool_results() {
+        let body = r#"{"model":"claude-sonnet-4-5","max_tokens":512,"messages":[
+            {"role":"user","content":[{"type":"text","text":"Refund the customer"},
+                                      {"type":"text","text":"at deepa@okaxis"}]},
+            {"role":"assistant","content":[
+                {"type":"text","text":"Looking up the account."},
+                {"type":"tool_use","id":"toolu_01A","name":"lookup_account",
+                 "input":{"account_no":"123456789012345","filters":{"ifsc":"SBIN0001234"}}}]},
+            {"role":"user","content":[
+                {"type":"tool_result","tool_use_id":"toolu_01A","content":"card 4111 1111 1111 1111 on file"},
+                {"type":"tool_result","tool_use_id":"toolu_01B","is_error":false,
+                 "content":[{"type":"text","text":"mobile +91 98765 43210"}]}]}]}"#;
+        let r = classify(body);
+        for k in [
+            EntityType::UpiId,
+            EntityType::BankAccount,
+            EntityType::Ifsc,
+            EntityType::PaymentCard,
+            EntityType::Phone,
+        ] {
+            assert_eq!(count(&r, k), 1, "{k}: {r:?}");
+        }
+        assert_eq!(r.tier, Tier::Restricted);
+        assert!(r.unscannable.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn anthropic_image_and_document_blocks_are_unscannable_and_their_data_unread() {
+        // Base64 of "3417 7763 1706 NXAFQ3778H" would still not be read; here the data
+        // holds the plain text, so scanning it would count entities.
+        let body = format!(
+            r#"{{"model":"claude-sonnet-4-5","max_tokens":256,"messages":[{{"role":"user","content":[
+                {{"type":"image","source":{{"type":"base64","media_type":"image/jpeg","data":"Aadhaar {AADHAAR}"}}}},
+                {{"type":"document","source":{{"type":"base64","media_type":"application/pdf","data":"PAN NXAFQ3778H"}},
+                  "title":"Statement for 9876543210"}},
+                {{"type":"text","text":"Summarise both."}}]}}]}}"#
+        );
+        let r = Classifier::new()
+            .scan_request(body.as_bytes(), Tier::Confidential)
+            .unwrap();
+        assert_eq!(r.unscannable, vec!["document", "image"]);
+        assert_eq!(r.tier, Tier::Confidential);
+        // The title is text that leaves; the payloads are not read.
+        assert_eq!(r.counts, vec![(EntityType::Phone, 1)], "{r:?}");
+        // A URL source is unscannable too, and its URL is scanned.
+        let r = classify(
+            r#"{"messages":[{"role":"user","content":[{"type":"document",
+                "source":{"type":"url","url":"https://kyc.example/NXAFQ3778H.pdf"}}]}]}"#,
+        );
+        assert_eq!(r.unscannable, vec!["document"]);
+        assert_eq!(count(&r, EntityType::Pan), 1);
+        // A plain-text document is read like any other text.
+        let r = classify(&format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"document",
+                "source":{{"type":"text","media_type":"text/plain","data":"Aadhaar {AADHAAR}"}}}}]}}]}}"#
+        ));
+        assert!(r.unscannable.is_empty(), "{r:?}");
+        assert_eq!(count(&r, EntityType::Aadhaar), 1);
+        // `"type": "base64"` outside an image or document is ordinary data.
+        let r = classify(&format!(
+            r#"{{"meta":{{"type":"base64","data":"Aadhaar {AADHAAR}"}}}}"#
+        ));
+        assert_eq!(count(&r, EntityType::Aadhaar), 1);
+        assert!(r.unscannable.is_empty());
     }
 
     #[test]
