@@ -812,10 +812,14 @@ fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), (ErrorC
     } else {
         body
     };
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| *v);
     let seen = match state
         .classifier
         .as_ref()
-        .map(|c| c.scan_request_with_headers(body, &headers, Tier::Public))
+        .map(|c| c.scan_body(content_type, body, &headers, Tier::Public))
         .transpose()
     {
         Ok(seen) => seen,

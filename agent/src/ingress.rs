@@ -414,14 +414,37 @@ fn classify(
         return Ok((RequestClassification::default(), Probe::default()));
     }
     let unscannable_tier = policy.map_or(ingress.unscannable_tier, |p| p.policy.unscannable_tier());
+    let content_type = request
+        .forwarded
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    // A POST without a body (`/v1/batches/{id}/cancel`) has only its headers
+    // to judge; a JSON API that needs a body says so in the probe below.
+    let empty_other = request.body.is_empty() && matches!(request.api, ApiPath::Other { .. });
+    let body: &[u8] = if empty_other { b"{}" } else { &request.body };
     let t = Instant::now();
-    let scanned = ingress.classifier.scan_request_with_headers(
-        &request.body,
+    let scanned = ingress.classifier.scan_body(
+        content_type,
+        body,
         &read::header_pairs(&request.forwarded),
         unscannable_tier,
     );
     ingress.metrics.classified(request.body.len(), t.elapsed());
+    // The fields the agent reads itself are in JSON bodies only (an upload
+    // names no model to decide by).
+    let json = content_type.is_none_or(|c| {
+        let essence = c.split(';').next().unwrap_or("").trim();
+        essence.eq_ignore_ascii_case("application/json") || essence.is_empty()
+    });
     match scanned {
+        // `POST /v1/batches/{id}/cancel` and the like carry no body.
+        Ok(c)
+            if !json
+                || (request.body.is_empty() && matches!(request.api, ApiPath::Other { .. })) =>
+        {
+            Ok((c, Probe::default()))
+        }
         Ok(c) => Ok((c, read::probe(&request.body)?)),
         // A JSON syntax error is reported by the probe, which says where.
         Err(e @ UnscannableBody::InvalidJson(_)) => {

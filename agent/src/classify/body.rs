@@ -163,6 +163,18 @@ impl Walk<'_> {
             }
             (filename, _) => file_kind(essence.as_deref(), filename.as_deref()),
         };
+        // Nothing says what the file is (no type, no known extension: an
+        // upload part, `data=b"..."`): text is read as text, anything else stays
+        // unscannable.
+        let untyped = essence
+            .as_deref()
+            .is_none_or(|e| e == "application/octet-stream");
+        let kind = match kind {
+            FileKind::Unscannable("file:binary") if untyped && looks_like_text(part.content) => {
+                FileKind::Text
+            }
+            k => k,
+        };
         let readable_kind = !matches!(kind, FileKind::Unscannable(_));
         if readable_kind && !ct.is_none_or(charset_readable) {
             self.mark("file:charset");
@@ -272,6 +284,16 @@ fn charset_readable(ct: &str) -> bool {
 /// What a file part holds. Where the content type and the file name disagree, a
 /// binary format either names wins (fail closed), then JSON Lines, JSON, text; a part
 /// neither names as anything the scanner reads is binary.
+/// Whether bytes are plain text: UTF-8 with no control characters but tab
+/// and line breaks.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && std::str::from_utf8(bytes).is_ok_and(|t| {
+            t.chars()
+                .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+        })
+}
+
 fn file_kind(essence: Option<&str>, filename: Option<&str>) -> FileKind {
     let ext = filename
         .and_then(|f| f.rsplit_once('.'))
@@ -547,7 +569,6 @@ mod tests {
             ("photo.png", Some("image/png"), "file:image"),
             ("clip.mp4", None, "file:video"),
             ("archive.zip", Some("application/zip"), "file:binary"),
-            ("noextension", None, "file:binary"),
         ] {
             let r = upload(&[("file", Some(filename), ct, pdf)]);
             assert_eq!(r.unscannable, vec![kind], "{filename} {ct:?}");
@@ -571,6 +592,25 @@ mod tests {
         ]);
         assert_eq!(r.unscannable, vec!["file:image"]);
         assert_eq!(count(&r, EntityType::Pan), 1);
+    }
+
+    #[test]
+    fn a_file_nothing_describes_is_read_if_it_is_text() {
+        // An upload part (`data=b"..."`): no type, no extension.
+        let r = upload(&[(
+            "data",
+            Some("blob"),
+            Some("application/octet-stream"),
+            b"customer Aadhaar 3417 7763 1706\n",
+        )]);
+        assert_eq!(count(&r, EntityType::Aadhaar), 1, "{r:?}");
+        assert!(r.unscannable.is_empty());
+        let r = upload(&[("data", Some("blob"), None, b"plain notes, nothing more")]);
+        assert_eq!((r.tier, r.unscannable.len()), (Tier::Public, 0), "{r:?}");
+        // Bytes that are not text stay unscannable.
+        let r = upload(&[("data", Some("blob"), None, b"\x00\x01\x02\xff")]);
+        assert_eq!(r.unscannable, vec!["file:binary"]);
+        assert_eq!(r.tier, Tier::Restricted);
     }
 
     #[test]
