@@ -263,8 +263,21 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
                 .map_or_else(|| "builtin".to_owned(), |v| v.to_string())
         },
     );
+    // A request that names a stored object carries that object's data
+    // (a batch runs its input file): it is at least the object's tier.
+    let mut tier = c.tier;
+    let mut object_notes = Vec::new();
+    for o in facts.objects {
+        if o.tier > tier {
+            object_notes.push(format!(
+                "tier raised to {} by {}, which holds {} data",
+                o.tier, o.id, o.tier
+            ));
+            tier = o.tier;
+        }
+    }
     let mut decided = Decided {
-        tier: c.tier,
+        tier,
         classified: c.tier,
         rule: String::new(),
         app: None,
@@ -279,7 +292,7 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
     let (mut choice, allow) = match env.policy {
         None => {
             decided.rule = "no-policy".to_owned();
-            if c.tier >= Tier::Confidential {
+            if tier >= Tier::Confidential {
                 return Err(Box::new(Refusal {
                     why: Why::NoPolicy,
                     decided,
@@ -288,7 +301,7 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
                     notes,
                 }));
             }
-            (env.router.choose(c.tier), None)
+            (env.router.choose(tier), None)
         }
         Some(InForce { policy: p, .. }) => {
             let app = bearer(facts.headers).and_then(|key| p.app_for_key(key));
@@ -300,8 +313,9 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
             decided.subject_country = subject_country;
             decided.country_source = source;
             notes = labels.notes;
+            notes.append(&mut object_notes);
             let request = RequestFacts {
-                tier: c.tier,
+                tier,
                 entities: c.counts.iter().map(|(t, _)| t.as_str()).collect(),
                 subject_country,
                 subject_country_source: source,

@@ -295,10 +295,13 @@ pub async fn request_bytes(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> hyper::Response<Incoming> {
-    let mut b = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json");
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        b = b.header("content-type", "application/json");
+    }
     for (k, v) in headers {
         b = b.header(*k, *v);
     }

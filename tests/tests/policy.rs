@@ -812,3 +812,181 @@ async fn tampered_stored_bundles_are_refused_when_used() {
     }
     stop(agent);
 }
+
+/// A `/v1/files` upload body: a batch input file, and its content type.
+fn batch_upload(lines: &str) -> (String, String) {
+    let b = "residencyboundary42";
+    let body = format!(
+        "--{b}\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+         --{b}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"kyc.jsonl\"\r\n\
+         content-type: application/jsonl\r\n\r\n{lines}\r\n--{b}--\r\n"
+    );
+    (body, format!("multipart/form-data; boundary={b}"))
+}
+
+#[tokio::test]
+async fn objects_made_from_an_uploaded_file_stay_with_it_and_a_policy_that_drops_its_region_refuses_them(
+) {
+    let keydir = tempfile::tempdir().unwrap();
+    let key = keys(keydir.path());
+    let fleet = start(keydir.path()).await;
+    let mut lines = String::new();
+    for i in 1..=40 {
+        let content = if i == 37 {
+            "verify Aadhaar 2345 6789 0124".to_owned()
+        } else {
+            format!("summarise ticket {i}")
+        };
+        lines.push_str(&format!(
+            "{{\"custom_id\":\"{i}\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"mock-gpt\",\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}}}\n"
+        ));
+    }
+    let (body, ctype) = batch_upload(lines.trim_end());
+    let log = fleet.dir.path().join("objects-agent.log");
+    let agent = residency_tests::spawn_agent(&fleet, &trusted(keydir.path()), &log).await;
+    let base = agent.base.clone();
+    let up = send_with(
+        "POST",
+        &format!("{base}/files"),
+        &body,
+        &[("content-type", &ctype)],
+    )
+    .await;
+    assert_eq!(up.status, 200, "{}", up.body);
+    assert_eq!(up.header("x-residency-tier"), "restricted");
+    let home = up.header("x-residency-region").to_owned();
+    assert!(home.starts_with("aws:ap-south-"), "{home}");
+    let file = up.json()["id"].as_str().unwrap().to_owned();
+    // A batch and a vector store made from it go where the file is, and are
+    // as sensitive as it is.
+    let batch = send(
+        "POST",
+        &format!("{base}/batches"),
+        &format!(r#"{{"input_file_id":"{file}","endpoint":"/v1/chat/completions","completion_window":"24h"}}"#),
+    )
+    .await;
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    assert_eq!(batch.header("x-residency-region"), home);
+    assert_eq!(batch.header("x-residency-tier"), "restricted");
+    let batch_id = batch.json()["id"].as_str().unwrap().to_owned();
+    let vs = send(
+        "POST",
+        &format!("{base}/vector_stores"),
+        &format!(r#"{{"name":"kyc","file_ids":["{file}"]}}"#),
+    )
+    .await;
+    assert_eq!(vs.status, 200, "{}", vs.body);
+    assert_eq!(vs.header("x-residency-region"), home);
+    let vs_id = vs.json()["id"].as_str().unwrap().to_owned();
+
+    // The agent restarts on the same state: the map is still there.
+    let AgentProc {
+        proc: old,
+        config,
+        socket,
+        ..
+    } = agent;
+    stop(old);
+    let _agent = spawn_agent(&config, &socket).await;
+    let t = Instant::now();
+    loop {
+        let status = admin_get(&socket, "/v1/admin/status").await;
+        if status["gateways"]
+            .as_array()
+            .is_some_and(|g| g.iter().all(|x| x["up"] == true))
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "gateways not up: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = send("GET", &format!("{base}/batches/{batch_id}"), "").await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-residency-region"), home);
+
+    // Restricted data may now only go to the other Indian region.
+    let other = if home == "aws:ap-south-1" {
+        "aws:ap-south-2"
+    } else {
+        "aws:ap-south-1"
+    };
+    let moved = format!(
+        "name = \"restricted-moved\"\n[[rule]]\nname = \"restricted-moved\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.allow]\nregions = [\"{other}\"]\n[[rule]]\nname = \"rest\"\n[rule.allow]\njurisdictions = [\"IN\", \"*\"]\n"
+    );
+    push_to_gateway(
+        &fleet.gateways[0].as_ref().unwrap().local_addr().to_string(),
+        "localhost",
+        &admin_tls(&fleet),
+        bundle(&moved, 9, &key),
+    )
+    .await
+    .unwrap();
+    let t = Instant::now();
+    while admin_get(&socket, "/v1/admin/policy").await["version"] != 9 {
+        assert!(t.elapsed() < Duration::from_secs(5), "policy 9 not active");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before: usize = REGIONS
+        .iter()
+        .map(|r| fleet.provider(r).received_total())
+        .sum();
+    for (method, path, body) in [
+        ("GET", format!("/batches/{batch_id}"), String::new()),
+        (
+            "POST",
+            format!("/vector_stores/{vs_id}/files"),
+            format!(r#"{{"file_id":"{file}"}}"#),
+        ),
+    ] {
+        let a = send(method, &format!("{base}{path}"), &body).await;
+        assert_eq!(a.status, 451, "{method} {path}: {}", a.body);
+        assert_eq!(a.json()["error"]["code"], "object_region_not_allowed");
+        let msg = a.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains(&home), "{msg}");
+        assert!(
+            msg.contains(&batch_id) || msg.contains(&file) || msg.contains(&vs_id),
+            "{msg}"
+        );
+        assert_eq!(a.header("x-should-retry"), "false");
+    }
+    let after: usize = REGIONS
+        .iter()
+        .map(|r| fleet.provider(r).received_total())
+        .sum();
+    assert_eq!(before, after, "a refused follow-up reached a provider");
+}
+
+#[tokio::test]
+async fn an_audio_upload_is_unscannable_and_follows_unscannable_tier() {
+    let fleet = Fleet::start(FleetOptions::default()).await;
+    let b = "audioboundary7";
+    let body = format!(
+        "--{b}\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n\
+         --{b}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"call.mp3\"\r\n\
+         content-type: audio/mpeg\r\n\r\nID3\u{3}\u{0}\u{0}\u{0}\u{0}fake-mp3-frames\r\n--{b}--\r\n"
+    );
+    let a = send_with(
+        "POST",
+        &format!("{}/audio/transcriptions", fleet.base()),
+        &body,
+        &[(
+            "content-type",
+            &format!("multipart/form-data; boundary={b}"),
+        )],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The built-in baseline treats what it cannot read as restricted.
+    assert_eq!(a.header("x-residency-tier"), "restricted");
+    assert!(a.header("x-residency-region").starts_with("aws:ap-south-"));
+    let export = residency_agent::admin::agent_request_raw(
+        &fleet.agent.admin_socket(),
+        "/v1/admin/audit/export",
+    )
+    .await
+    .unwrap();
+    assert!(export.contains("file:audio"), "{export}");
+}
