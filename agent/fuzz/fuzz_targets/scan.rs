@@ -3,11 +3,14 @@
 //! boundaries; and hiding a value does not work: inserting Unicode format characters
 //! (zero-width space, joiners, soft hyphen, word joiner, BOM) anywhere, or changing
 //! the separators between digit groups, never lowers a restricted value's tier.
+//! `scan_body` never panics on any content type and body: the input is read as a
+//! multipart body, a form, text and binary, and wrapped as a file upload whose
+//! tier is never below the tier of the same text scanned alone.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use residency_agent::classify::{tier_of, Classifier, EntityType, Tier};
+use residency_agent::classify::{tier_of, Classifier, EntityType, RequestClassification, Tier};
 use std::sync::OnceLock;
 
 static CLASSIFIER: OnceLock<Classifier> = OnceLock::new();
@@ -16,6 +19,15 @@ const INVISIBLE: [char; 6] = [
     '\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}',
 ];
 const SEPARATORS: [&str; 8] = [" ", "-", "\u{A0}", ".", "_", "/", "\u{2013}", "  "];
+const BOUNDARY: &str = "fuzzQ7xBoundary";
+const FILE_NAMES: [&str; 6] = [
+    "notes.txt",
+    "batch.jsonl",
+    "data.json",
+    "table.csv",
+    "file.mp3",
+    "blob",
+];
 
 fuzz_target!(|data: &[u8]| {
     let c = CLASSIFIER.get_or_init(Classifier::new);
@@ -92,4 +104,60 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(r.counts.windows(2).all(|w| w[0].0 < w[1].0));
     }
+    check_bodies(c, data, &text, pick);
 });
+
+/// `scan_body` over the input as bodies of several content types.
+fn check_bodies(c: &Classifier, data: &[u8], text: &str, pick: usize) {
+    let multipart = format!("multipart/form-data; boundary={BOUNDARY}");
+    for ct in [
+        Some(multipart.as_str()),
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/octet-stream"),
+        Some("multipart/form-data; boundary=\"a b\""),
+        None,
+    ] {
+        if let Ok(r) = c.scan_body(ct, data, &[], Tier::Confidential) {
+            check(&r, Tier::Confidential);
+        }
+    }
+    // The input as one file of an upload, and as a content type of its own.
+    let name = FILE_NAMES[pick % FILE_NAMES.len()];
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+         --{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let upload = c.scan_body(Some(&multipart), &body, &[], Tier::Internal);
+    let own = format!("multipart/form-data; boundary={}", text.lines().next().unwrap_or(""));
+    if let Ok(r) = c.scan_body(Some(&own), data, &[], Tier::Internal) {
+        check(&r, Tier::Internal);
+    }
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    if contains(data, BOUNDARY.as_bytes()) {
+        return;
+    }
+    let r = match upload {
+        Ok(r) => r,
+        Err(e) => panic!("a well-formed upload was refused: {e}"),
+    };
+    check(&r, Tier::Internal);
+    // A text file is scanned as the text it is; any other file is unscannable.
+    if name == "notes.txt" && !data.contains(&0) {
+        if let Ok(t) = std::str::from_utf8(data) {
+            assert!(r.tier >= tier_of(&c.scan(t)), "an upload lowered the tier");
+        }
+    }
+}
+
+fn check(r: &RequestClassification, unscannable_tier: Tier) {
+    if !r.unscannable.is_empty() {
+        assert!(r.tier >= unscannable_tier);
+    }
+    assert!(r.counts.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(r.counts.iter().all(|(k, _)| r.tier >= k.tier()));
+}

@@ -59,8 +59,9 @@ impl Classifier {
     /// decoded completely (JSON that does not parse, a malformed multipart body) is
     /// an error.
     ///
-    /// `headers` are scanned as in [`Classifier::scan_request_with_headers`]; the
-    /// content type is scanned too unless `headers` already holds it.
+    /// `headers` are scanned as in [`Classifier::scan_request_with_headers`]. For a
+    /// body not read as JSON the content type is scanned too, unless `headers`
+    /// already holds it (the ingress forwards it, so it is usually there).
     pub fn scan_body(
         &self,
         content_type: Option<&str>,
