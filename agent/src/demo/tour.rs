@@ -46,11 +46,21 @@ impl Answer {
 
 /// Sends one request and reads the whole answer, timing the first byte.
 pub async fn send(method: &str, url: &str, body: Option<&str>) -> Result<Answer, String> {
+    send_typed(method, url, body, "application/json").await
+}
+
+/// [`send`] with another content type.
+pub async fn send_typed(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    content_type: &str,
+) -> Result<Answer, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let req = http::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
         .map_err(|e| e.to_string())?;
     let start = Instant::now();
@@ -269,6 +279,97 @@ pub async fn run(demo: &Demo) -> bool {
         })
         .map(|()| "0 received".into()),
     );
+
+    // The Responses API streams typed events.
+    let r = send(
+        "POST",
+        &format!("{base}/responses"),
+        Some(r#"{"model":"mock-gpt","stream":true,"input":"Stream a greeting"}"#),
+    )
+    .await;
+    t.step(
+        "streaming response (Responses API)",
+        r.and_then(|a| {
+            routed(&a, DEMO_DEFAULT_REGION)?;
+            let text = a.text();
+            expect(text.contains("event: response.completed"), || {
+                "no response.completed event".into()
+            })?;
+            Ok(format!("{} events", text.matches("event: ").count()))
+        }),
+    );
+
+    // A stored response lives where it was made; its follow-up goes there.
+    let r = send(
+        "POST",
+        &format!("{base}/responses"),
+        Some(r#"{"model":"mock-gpt","input":"Customer Aadhaar 2345 6789 0124: draft the KYC letter"}"#),
+    )
+    .await;
+    let stored = r.and_then(|a| {
+        in_india(&a, "restricted")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&a.body).map_err(|e| format!("not JSON: {e}"))?;
+        let id = v["id"].as_str().ok_or("no id")?.to_owned();
+        Ok((id, a.header(HDR_REGION).to_owned()))
+    });
+    let follow = match &stored {
+        Ok((id, home)) => {
+            let body = format!(
+                r#"{{"model":"mock-gpt","input":"make it shorter","previous_response_id":"{id}"}}"#
+            );
+            send("POST", &format!("{base}/responses"), Some(&body))
+                .await
+                .and_then(|a| {
+                    routed(&a, home)?;
+                    Ok(format!("{id} and its follow-up in {home}"))
+                })
+        }
+        Err(e) => Err(e.clone()),
+    };
+    t.step("a stored response's follow-up goes where it lives", follow);
+
+    // An uploaded file with an Aadhaar number stays in India, and the batch
+    // made from it follows it.
+    let boundary = "tourboundary";
+    let upload = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
+         --{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"kyc.jsonl\"\r\n\
+         content-type: application/jsonl\r\n\r\n\
+         {{\"custom_id\":\"1\",\"method\":\"POST\",\"url\":\"/v1/chat/completions\",\"body\":{{\"model\":\"mock-gpt\",\"messages\":[{{\"role\":\"user\",\"content\":\"verify Aadhaar 2345 6789 0124\"}}]}}}}\r\n\
+         --{boundary}--\r\n"
+    );
+    let r = send_typed(
+        "POST",
+        &format!("{base}/files"),
+        Some(&upload),
+        &format!("multipart/form-data; boundary={boundary}"),
+    )
+    .await;
+    let file = r.and_then(|a| {
+        in_india(&a, "restricted")?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&a.body).map_err(|e| format!("not JSON: {e}"))?;
+        Ok((
+            v["id"].as_str().ok_or("no id")?.to_owned(),
+            a.header(HDR_REGION).to_owned(),
+        ))
+    });
+    let batch = match &file {
+        Ok((id, home)) => {
+            let body = format!(
+                r#"{{"input_file_id":"{id}","endpoint":"/v1/chat/completions","completion_window":"24h"}}"#
+            );
+            send("POST", &format!("{base}/batches"), Some(&body))
+                .await
+                .and_then(|a| {
+                    routed(&a, home)?;
+                    Ok(format!("{id} and its batch in {home}"))
+                })
+        }
+        Err(e) => Err(e.clone()),
+    };
+    t.step("an uploaded KYC file and its batch stay in India", batch);
 
     let r = send("POST", &format!("{base}/nope"), Some("{}")).await;
     t.step(
