@@ -715,29 +715,7 @@ pub async fn spawn_agent_with(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Ready for tests once every gateway link is up, not just the listener.
-    loop {
-        let up = residency_agent::admin::agent_request(
-            &socket,
-            http::Method::GET,
-            "/v1/admin/status",
-            bytes::Bytes::new(),
-        )
-        .await
-        .ok()
-        .and_then(|(_, v)| {
-            v["gateways"]
-                .as_array()
-                .map(|g| g.iter().all(|x| x["up"] == true))
-        });
-        if up == Some(true) {
-            break;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "gateways did not connect"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_gateways_up(&socket, Duration::from_secs(30).saturating_sub(t.elapsed())).await;
     AgentProc {
         proc: Proc(child),
         base,
@@ -937,4 +915,68 @@ impl Fleet {
         let up = agent.wait_connected(within).await;
         (agent, up)
     }
+}
+
+/// Waits until the agent behind the admin `socket` reports every gateway
+/// link up; panics after `within`.
+pub async fn wait_gateways_up(socket: &Path, within: Duration) {
+    let t = std::time::Instant::now();
+    loop {
+        let up = residency_agent::admin::agent_request(
+            socket,
+            http::Method::GET,
+            "/v1/admin/status",
+            bytes::Bytes::new(),
+        )
+        .await
+        .ok()
+        .and_then(|(_, v)| {
+            v["gateways"]
+                .as_array()
+                .map(|g| g.iter().all(|x| x["up"] == true))
+        });
+        if up == Some(true) {
+            return;
+        }
+        assert!(t.elapsed() < within, "gateways did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a long streamed answer through `agent`, kills `gateway` after the
+/// first chunk, and checks the client sees an error (an SSE `error` event and
+/// a failed body), never a short answer that looks complete. Returns the
+/// headers of the answer.
+pub async fn kill_mid_body(agent: &AgentHandle, gateway: &mut Proc) -> hyper::HeaderMap {
+    let url = format!("{}/chat/completions", agent.base_url());
+    let resp = request("POST", &url, &chat("a long story", true), &[]).await;
+    assert_eq!(resp.status(), 200);
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(!first.is_empty());
+    gateway.0.kill().unwrap();
+    let mut text = String::from_utf8_lossy(&first).into_owned();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        text.push_str(&String::from_utf8_lossy(&d));
+                    }
+                }
+                Some(Err(_)) => return Err(()),
+                None => return Ok(()),
+            }
+        }
+    })
+    .await
+    .expect("the client learned of the failure within 10 s");
+    assert!(
+        outcome.is_err(),
+        "the body ended as if complete after the gateway died"
+    );
+    assert!(!text.contains("[DONE]"));
+    assert!(text.contains("event: error"), "no SSE error event: {text}");
+    headers
 }

@@ -156,27 +156,7 @@ async fn the_object_map_survives_an_agent_restart() {
             .unwrap(),
     );
     // Ready once its gateway links are up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let up = residency_agent::admin::agent_request(
-            &socket,
-            http::Method::GET,
-            "/v1/admin/status",
-            bytes::Bytes::new(),
-        )
-        .await
-        .ok()
-        .and_then(|(_, v)| {
-            v["gateways"]
-                .as_array()
-                .map(|g| g.iter().all(|x| x["up"] == true))
-        });
-        if up == Some(true) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "restart not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_gateways_up(&socket, Duration::from_secs(30)).await;
     let follow = send(
         "POST",
         &format!("{base}/responses"),
