@@ -142,7 +142,10 @@ fn check_bodies(c: &Classifier, data: &[u8], text: &str, pick: usize) {
     body.extend_from_slice(data);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
     let upload = c.scan_body(Some(&multipart), &body, &[], Tier::Internal);
-    let own = format!("multipart/form-data; boundary={}", text.lines().next().unwrap_or(""));
+    let own = format!(
+        "multipart/form-data; boundary={}",
+        text.lines().next().unwrap_or("")
+    );
     if let Ok(r) = c.scan_body(Some(&own), data, &[], Tier::Internal) {
         check(&r, Tier::Internal);
     }
