@@ -96,24 +96,17 @@ pub fn bind(path: &Path) -> Result<UnixListener, AdminError> {
     Ok(listener)
 }
 
-/// Serves the admin socket until `shutdown`, within the fixed limits of a
-/// local listener (its own, so a full API listener does not lock it out).
+/// Serves the admin socket until `shutdown`, within `limits` (its own, so a
+/// full API listener does not lock it out).
 pub async fn serve(
     listener: UnixListener,
     admin: Arc<Admin>,
+    limits: crate::serve::Limits,
     counters: crate::serve::ConnCounters,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    crate::serve::serve(
-        listener,
-        router(admin),
-        crate::serve::Limits::LOCAL,
-        counters,
-        shutdown,
-        tracker,
-    )
-    .await;
+    crate::serve::serve(listener, router(admin), limits, counters, shutdown, tracker).await;
 }
 
 /// The admin socket's endpoints; any other path is a 404, a known path with

@@ -207,6 +207,7 @@ impl AgentHandle {
                 policy: policy.clone(),
                 audit: audit.clone(),
             }),
+            cfg.limits.local(),
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -219,6 +220,7 @@ impl AgentHandle {
                 audit_log,
                 audit: audit.clone(),
             }),
+            cfg.limits.local(),
             metrics.listener("admin"),
             shutdown.clone(),
             tracker.clone(),
@@ -369,7 +371,9 @@ impl AgentHandle {
         if current.transport != cfg.transport {
             restart.push("transport");
         }
-        if current.limits.serve() != cfg.limits.serve() {
+        if current.limits.serve() != cfg.limits.serve()
+            || current.limits.local() != cfg.limits.local()
+        {
             restart.push("limits (connections, header and keep-alive timeouts)");
         }
         // What needs a restart keeps its running value, so a later reload

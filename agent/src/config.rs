@@ -152,6 +152,9 @@ pub struct LimitsConfig {
     pub body_idle_timeout_secs: u64,
     /// Seconds a kept-alive connection may sit without a request.
     pub keep_alive_idle_secs: u64,
+    /// Connections each local listener (health and metrics, the admin
+    /// socket) holds at once, apart from the API's.
+    pub local_max_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -163,6 +166,7 @@ impl Default for LimitsConfig {
             body_read_timeout_secs: 60,
             body_idle_timeout_secs: 15,
             keep_alive_idle_secs: 60,
+            local_max_connections: 64,
         }
     }
 }
@@ -175,6 +179,16 @@ impl LimitsConfig {
             max_per_peer: self.max_connections_per_peer,
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             keep_alive_idle: Duration::from_secs(self.keep_alive_idle_secs),
+        }
+    }
+
+    /// The local listeners' limits: `local_max_connections`, the API's
+    /// timeouts, no per-peer cap.
+    pub fn local(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.local_max_connections,
+            max_per_peer: 0,
+            ..self.serve()
         }
     }
 
@@ -194,6 +208,12 @@ impl LimitsConfig {
             return Err((
                 "limits.max_connections",
                 format!("{} is more than 1000000", self.max_connections),
+            ));
+        }
+        if !(1..=10_000).contains(&self.local_max_connections) {
+            return Err((
+                "limits.local_max_connections",
+                format!("{} is not between 1 and 10000", self.local_max_connections),
             ));
         }
         if self.max_connections_per_peer > self.max_connections {
@@ -935,6 +955,7 @@ mod tests {
                 "header_read_timeout_secs = 0",
                 "limits.header_read_timeout_secs",
             ),
+            ("local_max_connections = 0", "limits.local_max_connections"),
             (
                 "body_idle_timeout_secs = 100000",
                 "limits.body_idle_timeout_secs",

@@ -612,6 +612,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn serve(
     listener: TcpListener,
     observe: Arc<Observe>,
+    limits: crate::serve::Limits,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -619,7 +620,7 @@ pub async fn serve(
     crate::serve::serve(
         listener,
         router(observe),
-        crate::serve::Limits::LOCAL,
+        limits,
         counters,
         shutdown,
         tracker,
