@@ -62,15 +62,12 @@ pub fn run_agent(config: &Path, log_format: LogFormat, log_level: &str) -> Resul
             // Config and policy are loaded and the listeners bound.
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
             let agent = std::sync::Arc::new(agent);
-            let mut usec = 0;
-            if sd_notify::watchdog_enabled(false, &mut usec) {
-                // Fed only while the request path answers.
-                let a = agent.clone();
-                feed_watchdog(Duration::from_micros(usec / 2), move || {
-                    let a = a.clone();
-                    async move { a.request_path_alive().await }
-                });
-            }
+            // Fed only while the request path answers.
+            let a = agent.clone();
+            feed_watchdog(move || {
+                let a = a.clone();
+                async move { a.request_path_alive().await }
+            });
             serve_signals(|| AgentConfig::load(config), |new| agent.reload(new)).await;
             tracing::info!("draining");
             agent.shutdown(DRAIN_GRACE).await;
@@ -126,15 +123,12 @@ pub fn run_gateway(
         .block_on(async move {
             let gw = crate::GatewayHandle::start(cfg).await?;
             let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-            let mut usec = 0;
-            if sd_notify::watchdog_enabled(false, &mut usec) {
-                // Fed only while a new connection gets an answer.
-                let prober = gw.prober();
-                feed_watchdog(Duration::from_micros(usec / 2), move || {
-                    let p = prober.clone();
-                    async move { p.alive().await }
-                });
-            }
+            // Fed only while a new connection gets an answer.
+            let prober = gw.prober();
+            feed_watchdog(move || {
+                let p = prober.clone();
+                async move { p.alive().await }
+            });
             serve_signals(|| GatewayConfig::load(config), |new| gw.reload(new)).await;
             tracing::info!("draining");
             gw.shutdown(DRAIN_GRACE).await;
@@ -167,13 +161,19 @@ pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Feeds the systemd watchdog every `every`, but only while `alive` says the
-/// request path answers; otherwise systemd restarts the service.
-fn feed_watchdog<F, Fut>(every: Duration, alive: F)
+/// When systemd runs a watchdog, feeds it at half its interval, but only
+/// while `alive` says the request path answers; otherwise systemd restarts
+/// the service.
+fn feed_watchdog<F, Fut>(alive: F)
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) {
+        return;
+    }
+    let every = Duration::from_micros(usec / 2);
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;

@@ -943,6 +943,30 @@ pub async fn wait_gateways_up(socket: &Path, within: Duration) {
     }
 }
 
+/// Fleet certificates in a new directory, a mock provider whose streamed
+/// answers last about six seconds (300 chunks, 20 ms apart), and a checked
+/// gateway config for `region` in front of it, for a gateway process to be
+/// killed mid-stream ([`kill_mid_body`]).
+pub async fn slow_stream_gateway(region: &str) -> (TempDir, MockProvider, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    gen_keys(dir.path());
+    let mock = MockProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            chunks: 300,
+            chunk_delay: Duration::from_millis(20),
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let stem = keys::gateway_stem(&RegionId::new(region).unwrap());
+    let cfg = write_gateway_config(dir.path(), region, &mock.base_url(), "127.0.0.1:0", &stem);
+    // Checks the file the process will read is valid before spawning it.
+    GatewayConfig::load(&cfg).unwrap();
+    (dir, mock, cfg)
+}
+
 /// Starts a long streamed answer through `agent`, kills `gateway` after the
 /// first chunk, and checks the client sees an error (an SSE `error` event and
 /// a failed body), never a short answer that looks complete. Returns the

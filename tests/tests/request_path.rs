@@ -449,28 +449,7 @@ async fn cancelling_the_client_cancels_upstream() {
 
 #[tokio::test]
 async fn gateway_killed_mid_stream_is_an_error_not_a_truncated_success() {
-    let dir = tempfile::tempdir().unwrap();
-    gen_keys(dir.path());
-    let mock = MockProvider::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            chunks: 300,
-            chunk_delay: Duration::from_millis(20),
-            ..MockOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let stem = keys::gateway_stem(&RegionId::new("aws:ap-south-1").unwrap());
-    let cfg = write_gateway_config(
-        dir.path(),
-        "aws:ap-south-1",
-        &mock.base_url(),
-        "127.0.0.1:0",
-        &stem,
-    );
-    // Checks the file the process will read is valid before spawning it.
-    GatewayConfig::load(&cfg).unwrap();
+    let (dir, _mock, cfg) = slow_stream_gateway("aws:ap-south-1").await;
     let (mut gateway, addr) = spawn_gateway(&cfg);
     let path = dir.path().join("agent.toml");
     std::fs::write(

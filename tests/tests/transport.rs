@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use residency_agent::config::{AgentConfig, GatewayConfig};
-use residency_agent::demo::mock_provider::{MockOptions, MockProvider};
-use residency_agent::keys;
+use residency_agent::config::AgentConfig;
+use residency_agent::demo::mock_provider::MockOptions;
 use residency_agent::AgentHandle;
-use residency_proto::RegionId;
 use residency_tests::*;
 
 const MUMBAI: &str = "aws:ap-south-1";
@@ -331,21 +329,7 @@ async fn identity_rules_hold_over_http2() {
 
 #[tokio::test]
 async fn a_gateway_killed_mid_stream_over_http2_is_an_error_not_a_short_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    gen_keys(dir.path());
-    let mock = MockProvider::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockOptions {
-            chunks: 300,
-            chunk_delay: Duration::from_millis(20),
-            ..MockOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    let stem = keys::gateway_stem(&RegionId::new(MUMBAI).unwrap());
-    let cfg = write_gateway_config(dir.path(), MUMBAI, &mock.base_url(), "127.0.0.1:0", &stem);
-    GatewayConfig::load(&cfg).unwrap();
+    let (dir, _mock, cfg) = slow_stream_gateway(MUMBAI).await;
     let (mut gateway, _, log) = spawn_gateway_logged(&cfg);
     let addr = logged_tcp_addr(&log);
     let path = dir.path().join("agent.toml");

@@ -316,9 +316,16 @@ pub struct ObjectTail {
     pub head: Vec<u8>,
 }
 
+/// Bytes before the end of what was already searched that a new search
+/// repeats: room for an `"id" : "…"` that a chunk boundary cut.
+const ID_OVERLAP: usize = 256;
+
 impl ObjectTail {
-    fn look(&mut self) -> bool {
-        match crate::plan::objects::created(&self.head) {
+    /// Looks for the created id in what arrived since the last look (and
+    /// the overlap before it), not in the whole head again.
+    fn look(&mut self, searched: usize) -> bool {
+        let from = searched.saturating_sub(ID_OVERLAP);
+        match crate::plan::objects::created(&self.head[from..]) {
             Some(id) => {
                 self.map.record(&id, &self.region, self.tier, self.now_ms);
                 true
@@ -335,8 +342,9 @@ impl Stage for ObjectTail {
             Event::Data(d) => {
                 if self.creates && self.head.len() < CREATED_LOOKAHEAD {
                     let room = CREATED_LOOKAHEAD - self.head.len();
+                    let searched = self.head.len();
                     self.head.extend_from_slice(&d[..d.len().min(room)]);
-                    if self.look() || self.head.len() >= CREATED_LOOKAHEAD {
+                    if self.look(searched) || self.head.len() >= CREATED_LOOKAHEAD {
                         self.creates = false;
                         self.head = Vec::new();
                     }
