@@ -51,10 +51,14 @@ pub const FORWARD_RESPONSE_HEADERS: &[&str] = &[
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
+/// The pooled HTTP(S) client the gateway talks to providers (and their token
+/// endpoints) with.
+pub type HttpClient = Client<Connector, Full<Bytes>>;
+
 /// A pooled client for one provider base URL.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    client: Client<Connector, Full<Bytes>>,
+    client: HttpClient,
     base: String,
     strip_v1: bool,
     auth: Option<http::HeaderValue>,
