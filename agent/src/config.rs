@@ -420,6 +420,89 @@ pub struct GatewayConfig {
     /// Nearest city of `region` when it is not in the built-in catalogue.
     #[serde(default)]
     pub city: Option<String>,
+    /// `[[model]]`: the models this gateway serves and what the provider
+    /// calls them. With none, any model name is passed on as sent.
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelEntry>,
+}
+
+/// One `[[model]]` in gateway.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// The name applications send in `model`, e.g. `gpt-4o`.
+    pub name: String,
+    /// Other names applications may send for it.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// What the provider calls it: the Azure deployment name, the Bedrock or
+    /// Vertex model id. Default: `name`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// The API paths below `/v1/` it serves, e.g. `["chat/completions"]`.
+    /// Default: every path.
+    #[serde(default)]
+    pub apis: Vec<String>,
+    /// Where the provider processes its requests: `"region"` (the gateway's
+    /// own region), a jurisdiction such as `"IN"` (a data zone), or
+    /// `"global"` (a cross-region inference profile, a global deployment).
+    pub processing: String,
+    /// Serve it even though it is processed outside the gateway's
+    /// jurisdiction (refused at startup otherwise).
+    #[serde(default)]
+    pub allow_processing_outside: bool,
+}
+
+/// `[upstream] kind`: which cloud's API the provider speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamKind {
+    /// An OpenAI-compatible base URL with a bearer key.
+    #[default]
+    Openai,
+    /// Azure OpenAI: a resource endpoint, the `api-key` header or an Entra ID
+    /// token, deployments.
+    AzureOpenai,
+    /// AWS Bedrock's OpenAI-compatible endpoint: a Bedrock API key or SigV4.
+    Bedrock,
+    /// Google Vertex AI's OpenAI-compatible endpoint: OAuth2 tokens from a
+    /// service-account key.
+    Vertex,
+}
+
+impl UpstreamKind {
+    /// The name written in gateway.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Openai => "openai",
+            UpstreamKind::AzureOpenai => "azure-openai",
+            UpstreamKind::Bedrock => "bedrock",
+            UpstreamKind::Vertex => "vertex",
+        }
+    }
+}
+
+/// `[upstream] surface` for Azure OpenAI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureSurface {
+    /// `/openai/v1/…`, the deployment named in the body's `model`.
+    #[default]
+    V1,
+    /// `/openai/deployments/{deployment}/…?api-version=…`.
+    Deployments,
+}
+
+/// `[upstream] auth` for Bedrock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BedrockAuth {
+    /// A Bedrock API key, sent as a bearer token.
+    #[default]
+    ApiKey,
+    /// AWS SigV4 with credentials from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    Sigv4,
 }
 
 /// `[recheck]` in gateway.toml: defence in depth against an agent that
@@ -449,14 +532,50 @@ impl Default for RecheckConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// OpenAI-compatible base URL, e.g. `https://example.openai.azure.com/v1`.
-    pub base_url: String,
-    /// The provider API key, written in the file (prefer `api_key_env`).
+    /// Which cloud's API the provider speaks (default `openai`).
+    #[serde(default)]
+    pub kind: UpstreamKind,
+    /// Base URL: required for `openai` (e.g. `https://api.example.com/v1`);
+    /// for the other kinds it replaces the endpoint derived from the region
+    /// (a private endpoint, a proxy).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The provider API key, written in the file (prefer `api_key_env`):
+    /// the bearer key (`openai`), the `api-key` header (`azure-openai`), the
+    /// Bedrock API key (`bedrock`).
     #[serde(default)]
     pub api_key: Option<String>,
     /// Name of the environment variable holding the provider API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// `azure-openai`: the resource endpoint, e.g.
+    /// `https://contoso-pune.openai.azure.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// `azure-openai`: `v1` (default) or `deployments`.
+    #[serde(default)]
+    pub surface: AzureSurface,
+    /// `azure-openai`: the `api-version` query, required with
+    /// `surface = "deployments"`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// `azure-openai`: an environment variable holding an Entra ID access
+    /// token, sent as a bearer token instead of `api-key`.
+    #[serde(default)]
+    pub bearer_token_env: Option<String>,
+    /// `bedrock`: `api-key` (default) or `sigv4`.
+    #[serde(default)]
+    pub auth: BedrockAuth,
+    /// `bedrock`: the AWS region (default: from an `aws:` gateway region);
+    /// `vertex`: the location (default: from a `gcp:` gateway region).
+    #[serde(default)]
+    pub cloud_region: Option<String>,
+    /// `vertex`: the Google Cloud project id.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `vertex`: the service-account JSON key file.
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
     /// Extra CA certificates (PEM) to trust for the provider, besides the
     /// built-in web roots.
     #[serde(default)]
@@ -550,6 +669,20 @@ fn default_upstream_idle() -> u64 {
 
 fn default_upstream_max_idle() -> usize {
     32
+}
+
+/// `[[model]] processing`: `region`, `global` or a jurisdiction code.
+fn parse_processing(s: &str) -> Result<residency_proto::Processing, String> {
+    use residency_proto::Processing;
+    match s {
+        "region" => Ok(Processing::InRegion),
+        "global" => Ok(Processing::Global),
+        code => residency_proto::Jurisdiction::new(code)
+            .map(Processing::Within)
+            .ok_or_else(|| {
+                format!("{code:?}: write \"region\", \"global\" or a jurisdiction such as \"IN\"")
+            }),
+    }
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
@@ -795,6 +928,9 @@ impl GatewayConfig {
         if let Some(ca) = cfg.upstream.ca.as_mut() {
             resolve(base, ca);
         }
+        if let Some(c) = cfg.upstream.credentials.as_mut() {
+            resolve(base, c);
+        }
         resolve(base, &mut cfg.state_dir);
         cfg.policy
             .trusted_keys
@@ -812,38 +948,8 @@ impl GatewayConfig {
             reason,
         };
         check_workers(self.worker_threads).map_err(|r| invalid("worker_threads", r))?;
-        let url: http::Uri = self.upstream.base_url.parse().map_err(|e| {
-            invalid(
-                "upstream.base_url",
-                format!("{:?} is not a URL: {e}", self.upstream.base_url),
-            )
-        })?;
-        match url.scheme_str() {
-            Some("http" | "https") if url.host().is_some() => {}
-            _ => {
-                return Err(invalid(
-                    "upstream.base_url",
-                    format!(
-                        "{:?} must be an absolute http:// or https:// URL",
-                        self.upstream.base_url
-                    ),
-                ))
-            }
-        }
-        if self.upstream.api_key.is_some() && self.upstream.api_key_env.is_some() {
-            return Err(invalid(
-                "upstream.api_key_env",
-                "set either api_key or api_key_env, not both".into(),
-            ));
-        }
-        if let Some(var) = &self.upstream.api_key_env {
-            if std::env::var_os(var).is_none() {
-                return Err(invalid(
-                    "upstream.api_key_env",
-                    format!("environment variable {var} is not set"),
-                ));
-            }
-        }
+        self.validate_upstream(&invalid)?;
+        self.validate_models(&invalid)?;
         if self.upstream.timeout_secs == 0 {
             return Err(invalid(
                 "upstream.timeout_secs",
@@ -883,6 +989,258 @@ impl GatewayConfig {
         self.catalogue_checked()
             .map_err(|e| invalid("jurisdiction", e.reason))?;
         Ok(())
+    }
+
+    /// `[upstream]`, by kind: the fields each kind needs, and only those.
+    fn validate_upstream(
+        &self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let u = &self.upstream;
+        let kind = u.kind.as_str();
+        let url_field = |field: &str, value: &str| -> Result<(), ConfigError> {
+            let url: http::Uri = value
+                .parse()
+                .map_err(|e| invalid(field, format!("{value:?} is not a URL: {e}")))?;
+            match url.scheme_str() {
+                Some("http" | "https") if url.host().is_some() => Ok(()),
+                _ => Err(invalid(
+                    field,
+                    format!("{value:?} must be an absolute http:// or https:// URL"),
+                )),
+            }
+        };
+        let not_for = |field: &str, set: bool| -> Result<(), ConfigError> {
+            if set {
+                return Err(invalid(
+                    &format!("upstream.{field}"),
+                    format!("is not used with kind = \"{kind}\""),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(b) = &u.base_url {
+            url_field("upstream.base_url", b)?;
+        }
+        if u.api_key.is_some() && u.api_key_env.is_some() {
+            return Err(invalid(
+                "upstream.api_key_env",
+                "set either api_key or api_key_env, not both".into(),
+            ));
+        }
+        for (field, var) in [
+            ("upstream.api_key_env", &u.api_key_env),
+            ("upstream.bearer_token_env", &u.bearer_token_env),
+        ] {
+            if let Some(var) = var {
+                if std::env::var_os(var).is_none() {
+                    return Err(invalid(
+                        field,
+                        format!("environment variable {var} is not set"),
+                    ));
+                }
+            }
+        }
+        let has_key = u.api_key.is_some() || u.api_key_env.is_some();
+        let azure = u.kind == UpstreamKind::AzureOpenai;
+        not_for("endpoint", !azure && u.endpoint.is_some())?;
+        not_for("surface", !azure && u.surface != AzureSurface::default())?;
+        not_for("api_version", !azure && u.api_version.is_some())?;
+        not_for("bearer_token_env", !azure && u.bearer_token_env.is_some())?;
+        not_for(
+            "auth",
+            u.kind != UpstreamKind::Bedrock && u.auth != BedrockAuth::default(),
+        )?;
+        not_for(
+            "cloud_region",
+            !matches!(u.kind, UpstreamKind::Bedrock | UpstreamKind::Vertex)
+                && u.cloud_region.is_some(),
+        )?;
+        not_for(
+            "project",
+            u.kind != UpstreamKind::Vertex && u.project.is_some(),
+        )?;
+        not_for(
+            "credentials",
+            u.kind != UpstreamKind::Vertex && u.credentials.is_some(),
+        )?;
+        match u.kind {
+            UpstreamKind::Openai => {
+                if u.base_url.is_none() {
+                    return Err(invalid(
+                        "upstream.base_url",
+                        "is required with kind = \"openai\" (the provider's OpenAI-compatible base URL)".into(),
+                    ));
+                }
+            }
+            UpstreamKind::AzureOpenai => {
+                not_for("base_url", u.base_url.is_some())?;
+                let Some(endpoint) = &u.endpoint else {
+                    return Err(invalid(
+                        "upstream.endpoint",
+                        "is required with kind = \"azure-openai\" (the resource endpoint, e.g. https://NAME.openai.azure.com)".into(),
+                    ));
+                };
+                url_field("upstream.endpoint", endpoint)?;
+                if has_key == u.bearer_token_env.is_some() {
+                    return Err(invalid(
+                        "upstream.api_key",
+                        "set exactly one of api_key, api_key_env (the api-key header) or bearer_token_env (an Entra ID token)".into(),
+                    ));
+                }
+                if u.surface == AzureSurface::Deployments && u.api_version.is_none() {
+                    return Err(invalid(
+                        "upstream.api_version",
+                        "is required with surface = \"deployments\" (e.g. \"2024-10-21\")".into(),
+                    ));
+                }
+            }
+            UpstreamKind::Bedrock => {
+                if self.cloud_region().is_none() {
+                    return Err(invalid(
+                        "upstream.cloud_region",
+                        format!(
+                            "{} is not an aws: region; name the AWS region, e.g. \"ap-south-1\"",
+                            self.region
+                        ),
+                    ));
+                }
+                match u.auth {
+                    BedrockAuth::ApiKey if !has_key => {
+                        return Err(invalid(
+                            "upstream.api_key_env",
+                            "auth = \"api-key\" needs the Bedrock API key in api_key or api_key_env".into(),
+                        ))
+                    }
+                    BedrockAuth::Sigv4 if has_key => {
+                        return Err(invalid(
+                            "upstream.api_key",
+                            "auth = \"sigv4\" signs with AWS credentials; remove the API key".into(),
+                        ))
+                    }
+                    BedrockAuth::Sigv4 => {
+                        for var in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+                            if std::env::var_os(var).is_none() {
+                                return Err(invalid(
+                                    "upstream.auth",
+                                    format!("auth = \"sigv4\" needs the environment variable {var}"),
+                                ));
+                            }
+                        }
+                    }
+                    BedrockAuth::ApiKey => {}
+                }
+            }
+            UpstreamKind::Vertex => {
+                not_for("api_key", has_key)?;
+                if u.project.is_none() {
+                    return Err(invalid(
+                        "upstream.project",
+                        "is required with kind = \"vertex\" (the Google Cloud project id)".into(),
+                    ));
+                }
+                if self.cloud_region().is_none() {
+                    return Err(invalid(
+                        "upstream.cloud_region",
+                        format!(
+                            "{} is not a gcp: region; name the Vertex location, e.g. \"asia-south1\"",
+                            self.region
+                        ),
+                    ));
+                }
+                if u.credentials.is_none() {
+                    return Err(invalid(
+                        "upstream.credentials",
+                        "is required with kind = \"vertex\" (a service-account JSON key file)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `[[model]]`: names unique, processing stated and inside the
+    /// gateway's jurisdiction unless marked.
+    fn validate_models(
+        &self,
+        invalid: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let home = self.catalogue().jurisdiction(&self.region);
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let field = |f: &str| format!("model[{i}].{f}");
+            for (f, name) in std::iter::once(("name", &m.name))
+                .chain(m.aliases.iter().map(|a| ("aliases", a)))
+            {
+                if name.trim().is_empty() {
+                    return Err(invalid(&field(f), "must not be empty".into()));
+                }
+                if !seen.insert(name.as_str()) {
+                    return Err(invalid(
+                        &field(f),
+                        format!("{name:?} is already the name or alias of another model"),
+                    ));
+                }
+            }
+            if m.upstream.as_ref().is_some_and(|u| u.trim().is_empty()) {
+                return Err(invalid(&field("upstream"), "must not be empty".into()));
+            }
+            for a in &m.apis {
+                if a.is_empty() || a.starts_with('/') || a.starts_with("v1/") {
+                    return Err(invalid(
+                        &field("apis"),
+                        format!("{a:?}: write the path below /v1/, e.g. \"chat/completions\""),
+                    ));
+                }
+            }
+            let processing = parse_processing(&m.processing).map_err(|r| invalid(&field("processing"), r))?;
+            let at = processing.jurisdiction(home);
+            if at != home && home.is_some() && !m.allow_processing_outside {
+                let home = home.map_or_else(String::new, |j| j.to_string());
+                let at = at.map_or_else(|| "anywhere (global)".to_owned(), |j| format!("in {j}"));
+                return Err(invalid(
+                    &field("processing"),
+                    format!(
+                        "{} is processed {at}, outside {home} where this gateway is; set allow_processing_outside = true if that is intended",
+                        m.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The cloud's own region name: `upstream.cloud_region`, else the part
+    /// after `aws:` (Bedrock) or `gcp:` (Vertex) of the gateway's region.
+    pub fn cloud_region(&self) -> Option<String> {
+        if let Some(r) = &self.upstream.cloud_region {
+            return Some(r.clone());
+        }
+        let provider = match self.upstream.kind {
+            UpstreamKind::Bedrock => "aws",
+            UpstreamKind::Vertex => "gcp",
+            _ => return None,
+        };
+        let (p, r) = self.region.as_str().split_once(':')?;
+        (p == provider).then(|| r.to_owned())
+    }
+
+    /// The model list advertised to agents.
+    pub fn model_list(&self) -> residency_proto::ModelList {
+        residency_proto::ModelList {
+            open: self.models.is_empty(),
+            models: self
+                .models
+                .iter()
+                .map(|m| residency_proto::ModelOffer {
+                    name: m.name.clone(),
+                    aliases: m.aliases.clone(),
+                    apis: m.apis.clone(),
+                    processing: parse_processing(&m.processing)
+                        .unwrap_or(residency_proto::Processing::Global),
+                })
+                .collect(),
+        }
     }
 
     fn catalogue_checked(&self) -> Result<Catalogue, crate::plan::catalogue::CatalogueError> {

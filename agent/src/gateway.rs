@@ -6,6 +6,7 @@
 //! (same port number by default): the same TLS identity rules, the same
 //! frames on each request stream, served by the same code.
 
+pub mod models;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -17,8 +18,8 @@ use futures_util::FutureExt;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use residency_proto::{
-    Codec, ErrorCode, ErrorFrame, Frame, Hello, RegionId, RequestHead, ResponseHead, Role, Tier,
-    PROTOCOL_VERSION,
+    Codec, ErrorCode, ErrorFrame, Frame, Hello, ModelList, RegionId, RequestHead, ResponseHead,
+    Role, Tier, PROTOCOL_VERSION,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -34,6 +35,7 @@ use crate::transport::stream::{
 };
 use crate::transport::tls::{Identity, TlsError, TlsMaterial};
 use crate::transport::RESET_UPSTREAM_FAILED;
+use models::ModelMap;
 use upstream::{Upstream, UpstreamError, FORWARD_RESPONSE_HEADERS};
 
 /// Request head header in which the agent names the stored objects a
@@ -59,6 +61,8 @@ pub struct GatewayHandle {
     prober: Prober,
     state: Arc<arc_swap::ArcSwap<State>>,
     config: std::sync::Mutex<GatewayConfig>,
+    /// The model list agents are told about.
+    advertised: tokio::sync::watch::Sender<Arc<ModelList>>,
     /// When the gateway's own certificate expires (Unix seconds).
     cert_not_after: prometheus_client::metrics::gauge::Gauge,
 }
@@ -137,6 +141,9 @@ pub enum GatewayError {
     /// The policy state could not be opened.
     #[error(transparent)]
     Policy(#[from] OpenError),
+    /// The provider client or its credentials could not be set up.
+    #[error(transparent)]
+    Upstream(#[from] upstream::UpstreamSetupError),
     /// The UDP socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -158,6 +165,10 @@ struct State {
     classifier: Option<crate::classify::Classifier>,
     /// The most sensitive tier forwarded.
     max_tier: Tier,
+    /// The models served and their provider names.
+    models: ModelMap,
+    /// The list advertised to agents, updated by a reload.
+    advertised: tokio::sync::watch::Receiver<Arc<ModelList>>,
 }
 
 impl GatewayHandle {
@@ -178,9 +189,12 @@ impl GatewayHandle {
             &cfg.policy,
             &cfg.state_dir.join("policy"),
         )?);
+        let (advertised, advertised_rx) =
+            tokio::sync::watch::channel(Arc::new(cfg.model_list()));
         let state = Arc::new(arc_swap::ArcSwap::from_pointee(Self::state_for(
             &cfg,
             policy.clone(),
+            advertised_rx,
         )?));
         let shutdown = CancellationToken::new();
         let abort = CancellationToken::new();
@@ -246,6 +260,7 @@ impl GatewayHandle {
             },
             state,
             config: std::sync::Mutex::new(cfg.clone()),
+            advertised,
             local_addr,
             policy,
             region: cfg.region,
@@ -296,11 +311,17 @@ impl GatewayHandle {
     }
 
     /// What serving a request needs, from `cfg`.
-    fn state_for(cfg: &GatewayConfig, policy: Arc<PolicyState>) -> Result<State, GatewayError> {
+    fn state_for(
+        cfg: &GatewayConfig,
+        policy: Arc<PolicyState>,
+        advertised: tokio::sync::watch::Receiver<Arc<ModelList>>,
+    ) -> Result<State, GatewayError> {
         Ok(State {
             region: cfg.region.clone(),
             policy,
-            upstream: Upstream::new(&cfg.upstream, cfg.api_key())?,
+            upstream: Upstream::new(cfg)?,
+            models: ModelMap::new(cfg),
+            advertised,
             codec: cfg.quic.codec(),
             max_body: cfg.upstream.max_body_bytes,
             classifier: cfg.recheck.classify.then(crate::classify::Classifier::new),
@@ -310,8 +331,9 @@ impl GatewayHandle {
 
     /// Applies a changed `gateway.toml` without dropping connections or
     /// requests: certificates, trusted policy keys, QUIC limits (for new
-    /// connections), the upstream (URL, key, CA, timeouts) and `[recheck]`
-    /// apply to streams that start after the reload. Returns the changed
+    /// connections), the upstream (kind, URL, credentials, CA, timeouts), the
+    /// model map and `[recheck]` apply to streams that start after the
+    /// reload; a changed model list is announced to connected agents. Returns the changed
     /// settings that need a restart. On error nothing changes.
     pub fn reload(&self, cfg: &GatewayConfig) -> Result<Vec<&'static str>, ReloadError> {
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
@@ -342,7 +364,7 @@ impl GatewayHandle {
         let tls = TlsMaterial::load(&cfg.tls)?;
         let (server, probe) = Self::quic_configs(cfg, &tls)?;
         let keys = crate::policy::active::load_trusted_keys(&cfg.policy.trusted_keys)?;
-        let state = Self::state_for(cfg, self.policy.clone())?;
+        let state = Self::state_for(cfg, self.policy.clone(), self.advertised.subscribe())?;
         let tcp_tls = tls.tcp_server_config()?;
         self.endpoint.set_server_config(Some(server));
         self.tcp_tls.store(Arc::new(tcp_tls));
@@ -350,6 +372,14 @@ impl GatewayHandle {
         self.policy.set_trusted_keys(keys);
         self.cert_not_after.set(tls.not_after().unwrap_or(0));
         self.state.store(Arc::new(state));
+        let models = cfg.model_list();
+        self.advertised.send_if_modified(|m| {
+            let changed = **m != models;
+            if changed {
+                *m = Arc::new(models);
+            }
+            changed
+        });
         let mut applied = cfg.clone();
         applied.listen = current.listen;
         applied.listen_tcp = current.listen_tcp;
@@ -705,9 +735,12 @@ async fn control<S: SendHalf, R: RecvHalf>(mut send: S, mut frames: FrameStream<
         software: crate::SOFTWARE.into(),
     });
     let mut versions = state.policy.subscribe();
+    let mut models = state.advertised.clone();
     let mut out = Vec::new();
     let codec = &state.codec;
-    if codec.encode(&hello, &mut out).is_err() {
+    let list = Frame::Models((**models.borrow_and_update()).clone());
+    if codec.encode(&hello, &mut out).is_err() || codec.encode(&list, &mut out).is_err() {
+        warn!(region = %state.region, "hello or model list too large for a frame");
         return;
     }
     // Always announce, 0 meaning "none": an agent holding something newer
@@ -737,6 +770,12 @@ async fn control<S: SendHalf, R: RecvHalf>(mut send: S, mut frames: FrameStream<
                     Some(version) => Frame::PolicyAvailable { version },
                     None => continue,
                 }
+            }
+            changed = models.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                Frame::Models((**models.borrow_and_update()).clone())
             }
         };
         if send_frame(&mut send, codec, &reply, &[]).await.is_err() {
@@ -797,7 +836,13 @@ async fn refuse<S: SendHalf>(send: S, codec: &Codec, code: ErrorCode, message: S
 /// agent's tier alone (its policy's `unscannable_tier`). The refusal message
 /// names entity types and counts, never values. A body the scanner cannot decode
 /// completely is refused as a bad request, never forwarded on a partial look.
-fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), (ErrorCode, String)> {
+fn recheck(
+    state: &State,
+    head: &RequestHead,
+    body: &[u8],
+    served: Option<&models::Served>,
+) -> Result<(), (ErrorCode, String)> {
+    let max_tier = state.models.max_tier(served, state.max_tier);
     let id = head.request_id.as_str();
     let claimed = head.route.tier;
     let headers: Vec<(&str, &str)> = head
@@ -840,22 +885,49 @@ fn recheck(state: &State, head: &RequestHead, body: &[u8]) -> Result<(), (ErrorC
         warn!(request_id = id, claimed = %claimed, seen = %seen_tier, entities = %summary, "the agent classified this request lower than the gateway does");
     }
     let tier = claimed.max(seen_tier);
-    if tier > state.max_tier {
-        warn!(request_id = id, tier = %tier, max_tier = %state.max_tier, entities = %summary, region = %state.region, "request above this gateway's tier refused");
+    if tier > max_tier {
+        warn!(request_id = id, tier = %tier, max_tier = %max_tier, entities = %summary, region = %state.region, "request above this gateway's tier refused");
         let what = if summary.is_empty() {
             String::new()
         } else {
             format!(" ({summary})")
         };
+        let to = match served {
+            Some(m) if max_tier < state.max_tier => {
+                format!(" to {}, which is processed {}", m.name, processed(m.processing))
+            }
+            _ => String::new(),
+        };
         return Err((
             ErrorCode::PolicyDenied,
             format!(
-                "the gateway for {} forwards at most {} data; this request is {tier}{what}",
-                state.region, state.max_tier
+                "the gateway for {} forwards at most {max_tier} data{to}; this request is {tier}{what}",
+                state.region
             ),
         ));
     }
     Ok(())
+}
+
+/// Whether the request body is JSON (the only kind whose `model` the gateway
+/// reads; an upload names its model in a form field).
+fn json_body(head: &RequestHead) -> bool {
+    head.headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .is_none_or(|(_, v)| {
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.eq_ignore_ascii_case("application/json") || essence.is_empty()
+        })
+}
+
+/// Where a model is processed, for messages.
+fn processed(p: residency_proto::Processing) -> String {
+    match p {
+        residency_proto::Processing::InRegion => "in the gateway's region".into(),
+        residency_proto::Processing::Global => "anywhere (global)".into(),
+        other => format!("in {other}"),
+    }
 }
 
 async fn forward<S: SendHalf, R: RecvHalf>(
@@ -892,12 +964,42 @@ async fn forward<S: SendHalf, R: RecvHalf>(
             return;
         }
     };
-    if let Err((code, msg)) = recheck(state, &head, &body) {
+    // The model the body names must be one this gateway serves, on this
+    // path; the provider gets its own name for it.
+    let model = json_body(&head)
+        .then(|| models::body_model(&body))
+        .flatten();
+    let api = head
+        .path
+        .split('?')
+        .next()
+        .and_then(|p| p.strip_prefix("/v1/"))
+        .unwrap_or("");
+    let served = match model.as_deref().map(|m| state.models.resolve(m, api)) {
+        Some(Ok(served)) => served,
+        Some(Err(e)) => {
+            warn!(request_id = id, region = %state.region, reason = %e, "request for a model this gateway does not serve refused");
+            let msg = format!("{e} by the gateway for {}", state.region);
+            refuse(send, &state.codec, ErrorCode::ModelNotServed, msg).await;
+            return;
+        }
+        None => None,
+    };
+    if let Err((code, msg)) = recheck(state, &head, &body, served) {
         refuse(send, &state.codec, code, msg).await;
         return;
     }
+    let (body, deployment) = match served {
+        Some(m) => {
+            let renamed = (model.as_deref() != Some(m.upstream.as_str()))
+                .then(|| models::with_model(&body, &m.upstream))
+                .flatten();
+            (renamed.map_or(body, Bytes::from), Some(m.upstream.as_str()))
+        }
+        None => (body, model.as_deref()),
+    };
     let sent = tokio::select! {
-        r = state.upstream.send(&head.method, &head.path, &head.headers, body) => r,
+        r = state.upstream.send(&head.method, &head.path, deployment, &head.headers, body) => r,
         _ = &mut stopped => {
             debug!(request_id = id, "agent cancelled before the provider answered");
             return;

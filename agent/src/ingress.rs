@@ -315,6 +315,11 @@ where
     }
     known.classified = Some(classified);
     ingress.metrics.overhead(arrival.started.elapsed());
+    if request.api == ApiPath::Models {
+        if let Some(listed) = models_listed(ingress, &plan, &request.path_and_query) {
+            return Ok(respond::listed(ingress, arrival, known, &plan, listed).await);
+        }
+    }
     // The gateway checks for itself that the objects named live in its
     // region (the header is never passed to the provider).
     let with_objects;
@@ -366,6 +371,99 @@ where
     Ok(respond::answer(
         ingress, arrival, known, &plan, answer, objects,
     ))
+}
+
+/// `GET /v1/models` (or `/v1/models/{id}`) answered from what the gateways
+/// advertised: the models at least one healthy gateway of the plan's regions
+/// serves where the rule allows, each with those regions in plan order.
+/// `None` when every such gateway passes any model on (it has no model
+/// map), so only its provider knows: the request is then forwarded.
+fn models_listed(
+    ingress: &Ingress,
+    plan: &plan::Plan,
+    path: &str,
+) -> Option<(http::StatusCode, serde_json::Value)> {
+    use crate::transport::pool::Health;
+    let links = ingress.pool.links();
+    let mut up: Vec<_> = links
+        .iter()
+        .filter(|l| matches!(l.health(), Health::Healthy | Health::HalfOpen))
+        .filter_map(|l| {
+            let rank = plan.candidates.iter().position(|c| c.region == l.region)?;
+            Some((rank, l))
+        })
+        .collect();
+    up.sort_by_key(|(rank, _)| *rank);
+    let lists: Vec<_> = up.iter().map(|(_, l)| (l, l.models())).collect();
+    if lists.is_empty() || lists.iter().all(|(_, m)| m.open) {
+        return None;
+    }
+    // name -> (aliases, regions)
+    let mut served: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for (link, list) in &lists {
+        for offer in &list.models {
+            let fits = plan::models::processing_fit(
+                offer,
+                link.jurisdiction,
+                plan.allow.as_ref(),
+                plan.decided.tier,
+            );
+            if fits != plan::models::Fit::Serves {
+                continue;
+            }
+            let i = match served.iter().position(|(n, _, _)| *n == offer.name) {
+                Some(i) => i,
+                None => {
+                    served.push((offer.name.clone(), Vec::new(), Vec::new()));
+                    served.len() - 1
+                }
+            };
+            let (_, aliases, regions) = &mut served[i];
+            for a in &offer.aliases {
+                if !aliases.contains(a) {
+                    aliases.push(a.clone());
+                }
+            }
+            if !regions.iter().any(|r| r == link.region.as_str()) {
+                regions.push(link.region.to_string());
+            }
+        }
+    }
+    let object = |(name, aliases, regions): &(String, Vec<String>, Vec<String>)| {
+        serde_json::json!({
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "residency-agent",
+            "aliases": aliases,
+            "regions": regions,
+        })
+    };
+    let path = path.split('?').next().unwrap_or("");
+    match path.strip_prefix("/v1/models/") {
+        None => Some((
+            http::StatusCode::OK,
+            serde_json::json!({
+                "object": "list",
+                "data": served.iter().map(object).collect::<Vec<_>>(),
+            }),
+        )),
+        Some(id) => match served
+            .iter()
+            .find(|(n, a, _)| n == id || a.iter().any(|a| a == id))
+        {
+            Some(m) => Some((http::StatusCode::OK, object(m))),
+            None => Some((
+                http::StatusCode::NOT_FOUND,
+                serde_json::json!({"error": {
+                    "message": format!("The model '{id}' is not served by any gateway in the allowed regions"),
+                    "type": "invalid_request_error",
+                    "param": null,
+                    "code": "model_not_found",
+                }}),
+            )),
+        },
+    }
 }
 
 /// `id@region,…` for the gateway's own check.

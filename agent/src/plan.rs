@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod catalogue;
+pub mod models;
 pub mod objects;
 pub mod pin;
 

@@ -5,14 +5,15 @@
 //! one [`Frame::ResponseHead`] (or a [`Frame::Error`]) and then the response body
 //! as raw bytes. A clean finish means the body is complete; a reset means it is
 //! not. The control stream, the first one an agent opens, starts with
-//! [`Frame::Hello`] both ways and then carries pings.
+//! [`Frame::Hello`] both ways, then the gateway's [`Frame::Models`], and then
+//! carries pings, policy announcements and new model lists.
 //!
 //! Postcard encodes enum variants by index: append new variants, never reorder
 //! or remove one.
 
 use serde::{Deserialize, Serialize};
 
-use crate::region::RegionId;
+use crate::region::{Jurisdiction, RegionId};
 use crate::tier::Tier;
 
 /// One unit of the agent-gateway protocol.
@@ -58,6 +59,91 @@ pub enum Frame {
         /// The version now active.
         version: u64,
     },
+    /// Control stream, gateway to agent: the models this gateway serves. Sent
+    /// right after its `Hello` and again whenever the list changes.
+    Models(ModelList),
+}
+
+/// The models a gateway serves, as it advertises them to its agents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelList {
+    /// The gateway has no model map: it passes any model name on to its
+    /// provider as sent (`models` is then empty).
+    pub open: bool,
+    /// The models served, by the name applications send.
+    pub models: Vec<ModelOffer>,
+}
+
+/// One model a gateway serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOffer {
+    /// The name applications send in `model`, e.g. `gpt-4o`.
+    pub name: String,
+    /// Other names applications may send for the same model.
+    pub aliases: Vec<String>,
+    /// The API paths it serves below `/v1/`, e.g. `chat/completions`;
+    /// empty: every path.
+    pub apis: Vec<String>,
+    /// Where the provider processes requests for it.
+    pub processing: Processing,
+}
+
+/// Where a provider processes a model's requests. A cross-region inference
+/// profile or a global deployment processes data outside the gateway's region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Processing {
+    /// In the gateway's own region.
+    InRegion,
+    /// Somewhere inside this jurisdiction (a data zone).
+    Within(Jurisdiction),
+    /// Anywhere the provider chooses.
+    Global,
+}
+
+impl ModelList {
+    /// The offer for `model`, by name or alias.
+    pub fn offer(&self, model: &str) -> Option<&ModelOffer> {
+        self.models
+            .iter()
+            .find(|m| m.name == model || m.aliases.iter().any(|a| a == model))
+    }
+}
+
+impl ModelOffer {
+    /// Whether it serves the API path `api` (below `/v1/`, no query), e.g.
+    /// `chat/completions`.
+    pub fn serves_api(&self, api: &str) -> bool {
+        self.apis.is_empty()
+            || self.apis.iter().any(|a| {
+                api == a
+                    || api
+                        .strip_prefix(a.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+    }
+}
+
+impl Processing {
+    /// Where requests are processed, given the gateway region's
+    /// jurisdiction: `None` for anywhere.
+    pub fn jurisdiction(self, region: Option<Jurisdiction>) -> Option<Jurisdiction> {
+        match self {
+            Processing::InRegion => region,
+            Processing::Within(j) => Some(j),
+            Processing::Global => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Processing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Processing::InRegion => f.write_str("region"),
+            Processing::Within(j) => write!(f, "{j}"),
+            Processing::Global => f.write_str("global"),
+        }
+    }
 }
 
 /// Who is speaking on a connection.
@@ -141,6 +227,9 @@ pub enum ErrorCode {
     /// The peer's certificate does not permit this (a policy push without an
     /// admin or agent identity, a request from a probe identity).
     NotPermitted,
+    /// This gateway does not serve the model the request names (its model
+    /// map changed since it was advertised); another gateway may.
+    ModelNotServed,
 }
 
 /// An error answer on a request stream.
@@ -164,6 +253,7 @@ impl ErrorCode {
             ErrorCode::Internal => "gateway_internal_error",
             ErrorCode::PolicyDenied => "policy_denied",
             ErrorCode::NotPermitted => "not_permitted",
+            ErrorCode::ModelNotServed => "model_not_found",
         }
     }
 
@@ -173,7 +263,10 @@ impl ErrorCode {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::UpstreamUnavailable | ErrorCode::UpstreamTimeout | ErrorCode::Unavailable
+            ErrorCode::UpstreamUnavailable
+                | ErrorCode::UpstreamTimeout
+                | ErrorCode::Unavailable
+                | ErrorCode::ModelNotServed
         )
     }
 
@@ -182,6 +275,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::NotPermitted => 403,
+            ErrorCode::ModelNotServed => 404,
             ErrorCode::PolicyDenied => 451,
             ErrorCode::Unavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
@@ -205,6 +299,7 @@ mod tests {
             ErrorCode::Internal,
             ErrorCode::PolicyDenied,
             ErrorCode::NotPermitted,
+            ErrorCode::ModelNotServed,
         ];
         let retryable: Vec<&str> = all
             .iter()
@@ -216,10 +311,34 @@ mod tests {
             [
                 "upstream_unavailable",
                 "upstream_timeout",
-                "gateway_unavailable"
+                "gateway_unavailable",
+                "model_not_found"
             ]
         );
         let status: Vec<u16> = all.iter().map(|c| c.http_status()).collect();
-        assert_eq!(status, [502, 400, 502, 504, 503, 502, 451, 403]);
+        assert_eq!(status, [502, 400, 502, 504, 503, 502, 451, 403, 404]);
+    }
+
+    #[test]
+    fn a_model_is_found_by_name_or_alias_and_serves_its_apis() {
+        let list = ModelList {
+            open: false,
+            models: vec![ModelOffer {
+                name: "gpt-4o".into(),
+                aliases: vec!["gpt-4o-2024-08-06".into()],
+                apis: vec!["chat/completions".into(), "responses".into()],
+                processing: Processing::InRegion,
+            }],
+        };
+        let m = list.offer("gpt-4o-2024-08-06").unwrap();
+        assert_eq!(m.name, "gpt-4o");
+        assert!(list.offer("gpt-4").is_none());
+        assert!(m.serves_api("chat/completions"));
+        assert!(m.serves_api("responses/resp_1/cancel"));
+        assert!(!m.serves_api("responsesx"));
+        assert!(!m.serves_api("embeddings"));
+        let j = Jurisdiction::new("IN");
+        assert_eq!(Processing::InRegion.jurisdiction(j), j);
+        assert_eq!(Processing::Global.jurisdiction(j), None);
     }
 }

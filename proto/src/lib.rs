@@ -12,7 +12,10 @@ pub mod tier;
 
 pub use bundle::{BundleError, PolicyBundle, BUNDLE_FORMAT, DEFAULT_MAX_BUNDLE_LEN};
 pub use codec::{Codec, DecodeError, EncodeError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION};
-pub use frame::{ErrorCode, ErrorFrame, Frame, Hello, RequestHead, ResponseHead, Role, RouteFacts};
+pub use frame::{
+    ErrorCode, ErrorFrame, Frame, Hello, ModelList, ModelOffer, Processing, RequestHead,
+    ResponseHead, Role, RouteFacts,
+};
 pub use region::{Jurisdiction, Region, RegionId, RegionIdError};
 pub use tier::{Tier, UnknownTier};
 

@@ -9,7 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::UpstreamConfig;
+use crate::config::{AzureSurface, BedrockAuth, GatewayConfig, UpstreamConfig, UpstreamKind};
 use crate::transport::tls::{provider, read_certs, TlsError};
 
 /// Request headers passed on to the provider; everything else is dropped (the
@@ -55,20 +55,123 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// endpoints) with.
 pub type HttpClient = Client<Connector, Full<Bytes>>;
 
-/// A pooled client for one provider base URL.
+/// A pooled client for one provider, speaking its cloud's URLs and auth.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     client: HttpClient,
+    kind: UpstreamKind,
+    /// URL prefix the API path below `/v1/` is appended to (for Azure, the
+    /// resource endpoint plus `/openai`).
     base: String,
+    /// `openai`: the base URL ends in `/v1`, so the path's is dropped.
     strip_v1: bool,
-    auth: Option<http::HeaderValue>,
+    surface: AzureSurface,
+    api_version: Option<String>,
+    auth: Auth,
     /// How long to wait for response headers.
     pub timeout: Duration,
 }
 
+/// How the gateway proves itself to the provider.
+#[derive(Clone)]
+enum Auth {
+    /// Nothing (a provider that needs no key).
+    None,
+    /// A fixed header: `authorization: Bearer …` or Azure's `api-key`.
+    Header(http::HeaderName, http::HeaderValue),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Header(name, _) => write!(f, "Header({name})"),
+        }
+    }
+}
+
+/// The API paths below `/v1/` that Azure's deployments surface serves under
+/// `/openai/deployments/{deployment}/`.
+const AZURE_DEPLOYMENT_APIS: &[&str] = &[
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "audio/transcriptions",
+    "audio/translations",
+    "audio/speech",
+    "images/generations",
+    "images/edits",
+];
+
 impl Upstream {
-    /// Builds the client: web roots plus any configured CA, HTTP/1.1 and h2.
-    pub fn new(cfg: &UpstreamConfig, api_key: Option<String>) -> Result<Self, TlsError> {
+    /// Builds the client for `cfg` (a validated gateway config): web roots
+    /// plus any configured CA, HTTP/1.1 and h2, and the kind's credentials.
+    pub fn new(cfg: &GatewayConfig) -> Result<Self, UpstreamSetupError> {
+        let u = &cfg.upstream;
+        let client = Self::client(u)?;
+        let sensitive = |v: String| -> Result<http::HeaderValue, UpstreamSetupError> {
+            let mut v = http::HeaderValue::from_str(&v)
+                .map_err(|_| UpstreamSetupError::Credentials("the key is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            Ok(v)
+        };
+        let bearer = |k: String| {
+            sensitive(format!("Bearer {k}"))
+                .map(|v| Auth::Header(http::header::AUTHORIZATION, v))
+        };
+        let key = cfg.api_key();
+        let trimmed = |s: &str| s.trim_end_matches('/').to_owned();
+        let (base, auth) = match u.kind {
+            UpstreamKind::Openai => {
+                let base = trimmed(u.base_url.as_deref().unwrap_or_default());
+                (base, key.map(bearer).transpose()?.unwrap_or(Auth::None))
+            }
+            UpstreamKind::AzureOpenai => {
+                let base = format!("{}/openai", trimmed(u.endpoint.as_deref().unwrap_or_default()));
+                let auth = match (key, &u.bearer_token_env) {
+                    (Some(k), _) => Auth::Header(http::HeaderName::from_static("api-key"), sensitive(k)?),
+                    (None, Some(var)) => bearer(std::env::var(var).map_err(|_| {
+                        UpstreamSetupError::Credentials(format!("environment variable {var} is not set"))
+                    })?)?,
+                    (None, None) => Auth::None,
+                };
+                (base, auth)
+            }
+            UpstreamKind::Bedrock => {
+                let region = cfg.cloud_region().unwrap_or_default();
+                let base = u.base_url.as_deref().map_or_else(
+                    || format!("https://bedrock-runtime.{region}.amazonaws.com/openai/v1"),
+                    trimmed,
+                );
+                let auth = match u.auth {
+                    BedrockAuth::ApiKey => key.map(bearer).transpose()?.unwrap_or(Auth::None),
+                    BedrockAuth::Sigv4 => Auth::None,
+                };
+                (base, auth)
+            }
+            UpstreamKind::Vertex => {
+                let location = cfg.cloud_region().unwrap_or_default();
+                let project = u.project.as_deref().unwrap_or_default();
+                let base = u.base_url.as_deref().map_or_else(
+                    || format!("https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/endpoints/openapi"),
+                    trimmed,
+                );
+                (base, Auth::None)
+            }
+        };
+        Ok(Upstream {
+            client,
+            kind: u.kind,
+            strip_v1: u.kind != UpstreamKind::Openai || base.ends_with("/v1"),
+            base,
+            surface: u.surface,
+            api_version: u.api_version.clone(),
+            auth,
+            timeout: Duration::from_secs(u.timeout_secs),
+        })
+    }
+
+    fn client(cfg: &UpstreamConfig) -> Result<HttpClient, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(ca) = &cfg.ca {
@@ -91,35 +194,53 @@ impl Upstream {
             .enable_http2()
             .wrap_connector(http);
         // The pool closes idle connections only with a timer to run on.
-        let client = Client::builder(TokioExecutor::new())
+        Ok(Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(cfg.idle_timeout_secs))
             .pool_max_idle_per_host(cfg.max_idle_per_host)
-            .build(connector);
-        let base = cfg.base_url.trim_end_matches('/').to_owned();
-        let strip_v1 = base.ends_with("/v1");
-        let auth = api_key.and_then(|k| {
-            let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).ok()?;
-            v.set_sensitive(true);
-            Some(v)
-        });
-        Ok(Upstream {
-            client,
-            base,
-            strip_v1,
-            auth,
-            timeout: Duration::from_secs(cfg.timeout_secs),
-        })
+            .build(connector))
     }
 
-    /// The provider URL for an application path such as `/v1/chat/completions`.
-    pub fn url_for(&self, path: &str) -> String {
-        let p = if self.strip_v1 {
-            path.strip_prefix("/v1").unwrap_or(path)
-        } else {
-            path
+    /// Which cloud's API it speaks.
+    pub fn kind(&self) -> UpstreamKind {
+        self.kind
+    }
+
+    /// The provider URL for an application path and query such as
+    /// `/v1/chat/completions`, with `deployment` the provider's name of the
+    /// request's model (Azure's deployments surface puts it in the path).
+    pub fn url_for(&self, path: &str, deployment: Option<&str>) -> Result<String, UpstreamError> {
+        let (p, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        let below = p.strip_prefix("/v1").unwrap_or(p);
+        let mut url = match (self.kind, self.surface) {
+            (UpstreamKind::AzureOpenai, AzureSurface::V1) => format!("{}/v1{below}", self.base),
+            (UpstreamKind::AzureOpenai, AzureSurface::Deployments) => {
+                let api = below.trim_start_matches('/');
+                if AZURE_DEPLOYMENT_APIS.contains(&api) {
+                    let Some(d) = deployment else {
+                        return Err(UpstreamError::BadRequest(format!(
+                            "/v1/{api} needs a model to name the Azure deployment"
+                        )));
+                    };
+                    format!("{}/deployments/{}/{api}", self.base, percent_path(d))
+                } else {
+                    format!("{}{below}", self.base)
+                }
+            }
+            _ if self.strip_v1 => format!("{}{below}", self.base),
+            _ => format!("{}{p}", self.base),
         };
-        format!("{}{}", self.base, p)
+        let version = match self.kind {
+            UpstreamKind::AzureOpenai => self.api_version.as_deref(),
+            _ => None,
+        };
+        match (query, version) {
+            (Some(q), Some(v)) => url.push_str(&format!("?{q}&api-version={v}")),
+            (Some(q), None) => url.push_str(&format!("?{q}")),
+            (None, Some(v)) => url.push_str(&format!("?api-version={v}")),
+            (None, None) => {}
+        }
+        Ok(url)
     }
 
     /// Sends a request; resolves when response headers arrive.
@@ -127,6 +248,7 @@ impl Upstream {
         &self,
         method: &str,
         path: &str,
+        deployment: Option<&str>,
         headers: &[(String, String)],
         body: Bytes,
     ) -> Result<hyper::Response<hyper::body::Incoming>, UpstreamError> {
@@ -134,14 +256,14 @@ impl Upstream {
             .map_err(|_| UpstreamError::BadRequest(format!("bad method {method:?}")))?;
         let mut req = hyper::Request::builder()
             .method(method)
-            .uri(self.url_for(path));
+            .uri(self.url_for(path, deployment)?);
         for (k, v) in headers {
             if FORWARD_REQUEST_HEADERS.contains(&k.as_str()) {
                 req = req.header(k.as_str(), v.as_str());
             }
         }
-        if let Some(auth) = &self.auth {
-            req = req.header(http::header::AUTHORIZATION, auth.clone());
+        if let Auth::Header(name, value) = &self.auth {
+            req = req.header(name, value.clone());
         }
         let req = req
             .body(Full::new(body))
@@ -152,6 +274,30 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),
         }
     }
+}
+
+/// A deployment name as one path segment.
+fn percent_path(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Why the provider client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    /// The CA file or TLS settings are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The credentials could not be read or used.
+    #[error("upstream credentials: {0}")]
+    Credentials(String),
 }
 
 /// Why the provider could not be asked.

@@ -265,6 +265,23 @@ impl ApiError {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
+            ForwardError::NoModel {
+                model,
+                processed_outside,
+            } => Self::no_route(format!(
+                "no gateway in the allowed regions ({}) serves model {model:?} for {} data{}; it is not sent anywhere else",
+                plan.candidates
+                    .iter()
+                    .map(|c| c.region.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                plan.decided.tier,
+                if *processed_outside {
+                    " where the rule allows it to be processed (a gateway serving it processes it outside the allowed jurisdictions)"
+                } else {
+                    ""
+                },
+            )),
             ForwardError::Failed(why) => Self::gateway_failed(why.clone()),
             ForwardError::Refused(frame) => Self::from_frame(frame),
             ForwardError::Encode(why) => Self::body_read(why.clone()),

@@ -196,6 +196,58 @@ pub fn answer(
     resp
 }
 
+/// An answer the agent gives itself from what the gateways advertised (the
+/// model list), on record like any other.
+pub async fn listed(
+    ingress: &Ingress,
+    arrival: &Arrival,
+    known: Known,
+    plan: &Plan,
+    (status, json): (StatusCode, serde_json::Value),
+) -> http::Response<Body> {
+    let body = Bytes::from(json.to_string());
+    let mut rec = record(
+        arrival,
+        &known,
+        Some(&plan.decided),
+        "allow",
+        status.as_u16(),
+        None,
+    );
+    rec.outcome = "complete".to_owned();
+    rec.bytes_out = body.len() as u64;
+    rec.latency_ms = arrival.started.elapsed().as_secs_f64() * 1e3;
+    ingress
+        .metrics
+        .request(plan.decided.tier.as_str(), "", "allow", status.as_u16());
+    if ingress.audit_sync {
+        if let Err(ae) = ingress.audit.append(rec).await {
+            warn!(error = %ae, "audit record not written");
+        }
+    } else {
+        ingress.audit.append_later(rec);
+    }
+    let mut resp = http::Response::new(body::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let set = |h: &mut HeaderMap, k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, HDR_REQUEST_ID, &arrival.id);
+    set(h, HDR_TIER, plan.decided.tier.as_str());
+    set(h, HDR_DECISION, "allow");
+    set(h, HDR_RULE, &plan.decided.rule);
+    set(h, HDR_POLICY, &plan.decided.policy_label);
+    info!(request_id = %arrival.id, client = %arrival.client, method = %arrival.method, path = %arrival.path, status = status.as_u16(), "answered from the gateways' model lists");
+    resp
+}
+
 /// The error answer to a refused request, on record before the application
 /// hears of it (when the audit is durable before responses).
 pub async fn refused(ingress: &Ingress, arrival: &Arrival, r: Refused) -> http::Response<Body> {

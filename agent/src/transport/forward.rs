@@ -15,6 +15,7 @@ use super::stream::any::Transport;
 use super::stream::{read_frame, send_frame, Connection, RecvHalf, SendHalf, StreamError};
 use super::STOP_CANCELLED;
 use crate::body::{Body, BodyError};
+use crate::plan::models::{self, Fit, Wanted};
 use crate::plan::Plan;
 
 /// What is sent: everything but the route, which each attempt fills in.
@@ -51,6 +52,15 @@ pub struct Answer {
 pub enum ForwardError {
     /// No gateway of the plan's regions is connected and healthy.
     NoGateway,
+    /// Gateways of the plan's regions are up, but none serves the model
+    /// there (or none processes it where the rule allows).
+    NoModel {
+        /// The model.
+        model: String,
+        /// Some gateway serves it, but processes it outside what the rule
+        /// allows.
+        processed_outside: bool,
+    },
     /// The endpoint(s) tried failed before answering; the last reason.
     Failed(String),
     /// A gateway refused; another would answer the same, or it was the
@@ -78,9 +88,20 @@ pub async fn forward(
 ) -> Result<Answer, ForwardError> {
     let mut tried: Vec<Arc<GatewayLink>> = Vec::new();
     let mut last = None;
+    let want = Wanted {
+        model: plan.decided.model.as_deref(),
+        api: models::api_of(out.path),
+        allow: plan.allow.as_ref(),
+        tier: plan.decided.tier,
+    };
+    let fits = |l: &GatewayLink| models::fit(&l.models(), l.jurisdiction, &want) == Fit::Serves;
     for _ in 0..2 {
-        let Some((link, conn)) = pool.pick(plan.candidates.iter().map(|c| &c.region), &tried)
+        let Some((link, conn)) =
+            pool.pick(plan.candidates.iter().map(|c| &c.region), &tried, fits)
         else {
+            if last.is_none() {
+                last = no_model(pool, plan, &want);
+            }
             break;
         };
         let head = RequestHead {
@@ -114,6 +135,25 @@ pub async fn forward(
         }
     }
     Err(last.unwrap_or(ForwardError::NoGateway))
+}
+
+/// Why no gateway was picked when some are up in the plan's regions: none
+/// serves the model (or none processes it where the rule allows).
+fn no_model(pool: &GatewayPool, plan: &Plan, want: &Wanted<'_>) -> Option<ForwardError> {
+    let model = want.model?;
+    let links = pool.links();
+    let up: Vec<Fit> = links
+        .iter()
+        .filter(|l| l.is_up() && plan.candidates.iter().any(|c| c.region == l.region))
+        .map(|l| models::fit(&l.models(), l.jurisdiction, want))
+        .collect();
+    if up.is_empty() || up.contains(&Fit::Serves) {
+        return None;
+    }
+    Some(ForwardError::NoModel {
+        model: model.to_owned(),
+        processed_outside: up.iter().any(|f| matches!(f, Fit::ProcessedOutside(_))),
+    })
 }
 
 /// Sends the request on a new stream and waits for the response head. The

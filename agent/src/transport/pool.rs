@@ -27,7 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use residency_proto::{Codec, Frame, Hello, Jurisdiction, RegionId, Role, PROTOCOL_VERSION};
+use residency_proto::{
+    Codec, Frame, Hello, Jurisdiction, ModelList, RegionId, Role, PROTOCOL_VERSION,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -141,6 +143,8 @@ pub struct GatewayLink {
     rtt_micros: AtomicU64,
     /// The policy version the gateway last announced (0: none).
     announced: AtomicU64,
+    /// The models the gateway last advertised.
+    models: arc_swap::ArcSwap<ModelList>,
     breaker: std::sync::Mutex<Breaker>,
     /// Requests sent through this link.
     pub requests: AtomicU64,
@@ -311,6 +315,12 @@ impl GatewayLink {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
     }
 
+    /// The models the gateway last advertised (an open, empty list until
+    /// the first connection).
+    pub fn models(&self) -> Arc<ModelList> {
+        self.models.load_full()
+    }
+
     /// The policy version the gateway last announced (0: none yet).
     pub fn announced_policy(&self) -> u64 {
         self.announced.load(Ordering::Relaxed)
@@ -415,6 +425,10 @@ impl GatewayPool {
                 conn: ArcSwapOption::empty(),
                 rtt_micros: AtomicU64::new(0),
                 announced: AtomicU64::new(0),
+                models: arc_swap::ArcSwap::from_pointee(ModelList {
+                    open: true,
+                    models: Vec::new(),
+                }),
                 breaker: std::sync::Mutex::new(Breaker::default()),
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
@@ -459,12 +473,14 @@ impl GatewayPool {
     }
 
     /// Picks a link for a request: regions in the given (policy) order; within
-    /// a region, the healthy link with the lowest round trip. Links in
+    /// a region, the healthy link with the lowest round trip among those
+    /// `eligible` accepts (the ones serving the request's model). Links in
     /// `exclude` (already tried) are skipped. Never a region not listed.
     pub fn pick<'r>(
         &self,
         regions: impl IntoIterator<Item = &'r RegionId>,
         exclude: &[Arc<GatewayLink>],
+        eligible: impl Fn(&GatewayLink) -> bool,
     ) -> Option<(Arc<GatewayLink>, AnyConn)> {
         let links = self.links.load();
         for region in regions {
@@ -472,6 +488,7 @@ impl GatewayPool {
             for l in links.iter().filter(|l| &l.region == region) {
                 if exclude.iter().any(|e| Arc::ptr_eq(e, l))
                     || l.health() != Health::Healthy && l.health() != Health::HalfOpen
+                    || !eligible(l)
                 {
                     continue;
                 }
@@ -867,7 +884,17 @@ async fn hello(
         Frame::Error(e) => return Err(ConnectError::Hello(e.message)),
         _ => return Err(ConnectError::Hello("unexpected first frame".into())),
     }
-    Ok((conn, (send, FrameStream::new(recv, *codec, rest))))
+    // The model list follows the hello, before the link is put to use.
+    let mut frames = FrameStream::new(recv, *codec, rest);
+    match frames.next().await? {
+        Some(Frame::Models(list)) => link.models.store(Arc::new(list)),
+        _ => {
+            return Err(ConnectError::Hello(
+                "gateway sent no model list after its hello".into(),
+            ))
+        }
+    }
+    Ok((conn, (send, frames)))
 }
 
 /// Runs the control stream until it (or `watch`) fails, returning why: pings
@@ -915,6 +942,10 @@ async fn control_loop(
                 Ok(Some(Frame::PolicyAvailable { version })) => {
                     link.announced.store(version, Ordering::Relaxed);
                     control.announced(link, conn, *codec, version);
+                }
+                Ok(Some(Frame::Models(list))) => {
+                    info!(region = %link.region, endpoint = %link.name, models = list.models.len(), open = list.open, "gateway model list changed");
+                    link.models.store(Arc::new(list));
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => return "control stream closed by gateway".into(),
