@@ -1106,16 +1106,16 @@ impl GatewayConfig {
                     ));
                 }
                 match u.auth {
-                    BedrockAuth::ApiKey if !has_key => {
-                        return Err(invalid(
-                            "upstream.api_key_env",
-                            "auth = \"api-key\" needs the Bedrock API key in api_key or api_key_env".into(),
-                        ))
-                    }
+                    BedrockAuth::ApiKey if !has_key => return Err(invalid(
+                        "upstream.api_key_env",
+                        "auth = \"api-key\" needs the Bedrock API key in api_key or api_key_env"
+                            .into(),
+                    )),
                     BedrockAuth::Sigv4 if has_key => {
                         return Err(invalid(
                             "upstream.api_key",
-                            "auth = \"sigv4\" signs with AWS credentials; remove the API key".into(),
+                            "auth = \"sigv4\" signs with AWS credentials; remove the API key"
+                                .into(),
                         ))
                     }
                     BedrockAuth::Sigv4 => {
@@ -1123,7 +1123,9 @@ impl GatewayConfig {
                             if std::env::var_os(var).is_none() {
                                 return Err(invalid(
                                     "upstream.auth",
-                                    format!("auth = \"sigv4\" needs the environment variable {var}"),
+                                    format!(
+                                        "auth = \"sigv4\" needs the environment variable {var}"
+                                    ),
                                 ));
                             }
                         }
@@ -1151,7 +1153,8 @@ impl GatewayConfig {
                 if u.credentials.is_none() {
                     return Err(invalid(
                         "upstream.credentials",
-                        "is required with kind = \"vertex\" (a service-account JSON key file)".into(),
+                        "is required with kind = \"vertex\" (a service-account JSON key file)"
+                            .into(),
                     ));
                 }
             }
@@ -1169,8 +1172,8 @@ impl GatewayConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let field = |f: &str| format!("model[{i}].{f}");
-            for (f, name) in std::iter::once(("name", &m.name))
-                .chain(m.aliases.iter().map(|a| ("aliases", a)))
+            for (f, name) in
+                std::iter::once(("name", &m.name)).chain(m.aliases.iter().map(|a| ("aliases", a)))
             {
                 if name.trim().is_empty() {
                     return Err(invalid(&field(f), "must not be empty".into()));
@@ -1193,7 +1196,8 @@ impl GatewayConfig {
                     ));
                 }
             }
-            let processing = parse_processing(&m.processing).map_err(|r| invalid(&field("processing"), r))?;
+            let processing =
+                parse_processing(&m.processing).map_err(|r| invalid(&field("processing"), r))?;
             let at = processing.jurisdiction(home);
             if at != home && home.is_some() && !m.allow_processing_outside {
                 let home = home.map_or_else(String::new, |j| j.to_string());

@@ -189,8 +189,7 @@ impl GatewayHandle {
             &cfg.policy,
             &cfg.state_dir.join("policy"),
         )?);
-        let (advertised, advertised_rx) =
-            tokio::sync::watch::channel(Arc::new(cfg.model_list()));
+        let (advertised, advertised_rx) = tokio::sync::watch::channel(Arc::new(cfg.model_list()));
         let state = Arc::new(arc_swap::ArcSwap::from_pointee(Self::state_for(
             &cfg,
             policy.clone(),
@@ -894,7 +893,11 @@ fn recheck(
         };
         let to = match served {
             Some(m) if max_tier < state.max_tier => {
-                format!(" to {}, which is processed {}", m.name, processed(m.processing))
+                format!(
+                    " to {}, which is processed {}",
+                    m.name,
+                    processed(m.processing)
+                )
             }
             _ => String::new(),
         };

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ingress::{Body, BodyError};
 
 mod api;
+mod cloud;
 mod multipart;
 mod store;
 
@@ -54,6 +55,37 @@ pub struct MockOptions {
     /// How many stored objects of each kind (files, batches, responses…) it
     /// keeps; past that the oldest is evicted.
     pub keep_objects: usize,
+    /// Which cloud's front door it plays (auth scheme and URL layout).
+    pub cloud: MockCloud,
+}
+
+/// The cloud a mock provider stands for.
+#[derive(Debug, Clone, Default)]
+pub enum MockCloud {
+    /// OpenAI itself: `/v1/…` with a bearer key ([`MockOptions::api_key`]).
+    #[default]
+    OpenAi,
+    /// Azure OpenAI: `api-key` (or an Entra ID bearer token), the
+    /// `/openai/v1/…` and `/openai/deployments/{name}/…?api-version=…`
+    /// surfaces, only the listed deployments.
+    Azure {
+        /// The `api-key` header it accepts.
+        api_key: Option<String>,
+        /// The Entra ID bearer token it accepts.
+        entra_token: Option<String>,
+        /// The deployment names that exist.
+        deployments: Vec<String>,
+        /// The `api-version` required outside the v1 surface.
+        api_version: String,
+    },
+    /// Bedrock's OpenAI-compatible endpoint with a Bedrock API key:
+    /// `/openai/v1/…`, only the listed model ids.
+    Bedrock {
+        /// The Bedrock API key it accepts as a bearer token.
+        api_key: String,
+        /// The model ids that exist.
+        models: Vec<String>,
+    },
 }
 
 /// What the mock received.
@@ -61,8 +93,10 @@ pub struct MockOptions {
 pub struct ReceivedRequest {
     /// HTTP method.
     pub method: String,
-    /// Path and query.
+    /// Path.
     pub path: String,
+    /// Query string (without `?`).
+    pub query: String,
     /// The `authorization` header, if any.
     pub authorization: Option<String>,
     /// The body.
@@ -123,6 +157,7 @@ impl Default for MockOptions {
             keep_last: 1000,
             api_key: None,
             keep_objects: 10_000,
+            cloud: MockCloud::OpenAi,
         }
     }
 }
@@ -258,9 +293,25 @@ async fn serve(
     state.record(ReceivedRequest {
         method: parts.method.to_string(),
         path: path.clone(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
         authorization: authorization.clone(),
         body: body.clone(),
     });
+    let translated = match cloud::front_door(&opts.cloud, &parts, &body) {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
+    if !matches!(opts.cloud, MockCloud::OpenAi) {
+        // The cloud's own auth was checked at its front door.
+        let request = api::Request {
+            method: &parts.method,
+            path: &translated.path,
+            query: &translated.query,
+            headers: &parts.headers,
+            body: &body,
+        };
+        return api::route(&request, state, opts);
+    }
     let anthropic = path == "/v1/messages";
     let bearer = authorization
         .as_deref()

@@ -218,8 +218,10 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
         }
         _ => {
             let mut j = i;
-            while !matches!(b.get(j), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
-            {
+            while !matches!(
+                b.get(j),
+                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            ) {
                 j += 1;
             }
             (j > i).then_some(j)
@@ -236,7 +238,8 @@ mod tests {
         let body = br#"{ "messages":[{"role":"user","content":"use \"model\": x","model":"inner"}],
             "meta":{"model":"nested"}, "model" : "gpt-4o", "n":1 }"#;
         let out = with_model(body, "prod-gpt4o").unwrap();
-        let want = String::from_utf8_lossy(body).replace(r#""model" : "gpt-4o""#, r#""model" : "prod-gpt4o""#);
+        let want = String::from_utf8_lossy(body)
+            .replace(r#""model" : "gpt-4o""#, r#""model" : "prod-gpt4o""#);
         assert_eq!(String::from_utf8(out).unwrap(), want);
         assert_eq!(body_model(body).as_deref(), Some("gpt-4o"));
     }

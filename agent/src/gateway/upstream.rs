@@ -110,14 +110,14 @@ impl Upstream {
         let u = &cfg.upstream;
         let client = Self::client(u)?;
         let sensitive = |v: String| -> Result<http::HeaderValue, UpstreamSetupError> {
-            let mut v = http::HeaderValue::from_str(&v)
-                .map_err(|_| UpstreamSetupError::Credentials("the key is not a valid header value".into()))?;
+            let mut v = http::HeaderValue::from_str(&v).map_err(|_| {
+                UpstreamSetupError::Credentials("the key is not a valid header value".into())
+            })?;
             v.set_sensitive(true);
             Ok(v)
         };
         let bearer = |k: String| {
-            sensitive(format!("Bearer {k}"))
-                .map(|v| Auth::Header(http::header::AUTHORIZATION, v))
+            sensitive(format!("Bearer {k}")).map(|v| Auth::Header(http::header::AUTHORIZATION, v))
         };
         let key = cfg.api_key();
         let trimmed = |s: &str| s.trim_end_matches('/').to_owned();
@@ -127,11 +127,18 @@ impl Upstream {
                 (base, key.map(bearer).transpose()?.unwrap_or(Auth::None))
             }
             UpstreamKind::AzureOpenai => {
-                let base = format!("{}/openai", trimmed(u.endpoint.as_deref().unwrap_or_default()));
+                let base = format!(
+                    "{}/openai",
+                    trimmed(u.endpoint.as_deref().unwrap_or_default())
+                );
                 let auth = match (key, &u.bearer_token_env) {
-                    (Some(k), _) => Auth::Header(http::HeaderName::from_static("api-key"), sensitive(k)?),
+                    (Some(k), _) => {
+                        Auth::Header(http::HeaderName::from_static("api-key"), sensitive(k)?)
+                    }
                     (None, Some(var)) => bearer(std::env::var(var).map_err(|_| {
-                        UpstreamSetupError::Credentials(format!("environment variable {var} is not set"))
+                        UpstreamSetupError::Credentials(format!(
+                            "environment variable {var} is not set"
+                        ))
                     })?)?,
                     (None, None) => Auth::None,
                 };
@@ -210,7 +217,9 @@ impl Upstream {
     /// `/v1/chat/completions`, with `deployment` the provider's name of the
     /// request's model (Azure's deployments surface puts it in the path).
     pub fn url_for(&self, path: &str, deployment: Option<&str>) -> Result<String, UpstreamError> {
-        let (p, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+        let (p, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
         let below = p.strip_prefix("/v1").unwrap_or(p);
         let mut url = match (self.kind, self.surface) {
             (UpstreamKind::AzureOpenai, AzureSurface::V1) => format!("{}/v1{below}", self.base),

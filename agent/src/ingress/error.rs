@@ -159,6 +159,13 @@ impl ApiError {
         )
     }
 
+    /// 503: no gateway in the allowed regions serves the request's model.
+    pub fn no_route_for_model(message: String) -> Self {
+        let mut e = Self::no_route(message);
+        e.code = "no_gateway_for_model";
+        e
+    }
+
     /// 503: no gateway in an allowed region is connected.
     pub fn no_route(message: String) -> Self {
         let mut e = Self::new(
@@ -268,7 +275,7 @@ impl ApiError {
             ForwardError::NoModel {
                 model,
                 processed_outside,
-            } => Self::no_route(format!(
+            } => Self::no_route_for_model(format!(
                 "no gateway in the allowed regions ({}) serves model {model:?} for {} data{}; it is not sent anywhere else",
                 plan.candidates
                     .iter()

@@ -111,21 +111,36 @@ mod tests {
     fn a_gateway_fits_only_models_it_serves_on_the_path() {
         let india = Jurisdiction::new("IN");
         let l = list(Processing::InRegion);
-        assert_eq!(fit(&l, india, &want(Some("gpt-4o"), None, Tier::Restricted)), Fit::Serves);
-        assert_eq!(fit(&l, india, &want(Some("4o"), None, Tier::Restricted)), Fit::Serves);
-        assert_eq!(fit(&l, india, &want(Some("gpt-5"), None, Tier::Public)), Fit::NoModel);
+        assert_eq!(
+            fit(&l, india, &want(Some("gpt-4o"), None, Tier::Restricted)),
+            Fit::Serves
+        );
+        assert_eq!(
+            fit(&l, india, &want(Some("4o"), None, Tier::Restricted)),
+            Fit::Serves
+        );
+        assert_eq!(
+            fit(&l, india, &want(Some("gpt-5"), None, Tier::Public)),
+            Fit::NoModel
+        );
         let embeddings = Wanted {
             api: "embeddings",
             ..want(Some("gpt-4o"), None, Tier::Public)
         };
         assert_eq!(fit(&l, india, &embeddings), Fit::NoModel);
         // No model named, or a gateway without a model map: any gateway.
-        assert_eq!(fit(&l, india, &want(None, None, Tier::Restricted)), Fit::Serves);
+        assert_eq!(
+            fit(&l, india, &want(None, None, Tier::Restricted)),
+            Fit::Serves
+        );
         let open = ModelList {
             open: true,
             models: Vec::new(),
         };
-        assert_eq!(fit(&open, india, &want(Some("x"), None, Tier::Restricted)), Fit::Serves);
+        assert_eq!(
+            fit(&open, india, &want(Some("x"), None, Tier::Restricted)),
+            Fit::Serves
+        );
     }
 
     #[test]

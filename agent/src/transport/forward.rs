@@ -96,8 +96,7 @@ pub async fn forward(
     };
     let fits = |l: &GatewayLink| models::fit(&l.models(), l.jurisdiction, &want) == Fit::Serves;
     for _ in 0..2 {
-        let Some((link, conn)) =
-            pool.pick(plan.candidates.iter().map(|c| &c.region), &tried, fits)
+        let Some((link, conn)) = pool.pick(plan.candidates.iter().map(|c| &c.region), &tried, fits)
         else {
             if last.is_none() {
                 last = no_model(pool, plan, &want);
