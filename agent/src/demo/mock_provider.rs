@@ -33,6 +33,9 @@ use crate::ingress::{Body, BodyError};
 
 mod api;
 mod multipart;
+// The token endpoint's issuer; until the mock serves it, only tests use it.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod oauth;
 mod store;
 
 /// How the mock behaves.
