@@ -33,6 +33,8 @@ use crate::ingress::{Body, BodyError};
 
 mod api;
 mod multipart;
+#[allow(dead_code)] // Called by the mock once Bedrock requests are routed to it.
+pub(super) mod sigv4;
 mod store;
 
 /// How the mock behaves.
