@@ -34,9 +34,8 @@ use crate::ingress::{Body, BodyError};
 mod api;
 mod cloud;
 mod multipart;
-// The token endpoint's issuer; until the mock serves it, only tests use it.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod oauth;
+pub(super) mod sigv4;
 mod store;
 
 /// How the mock behaves.

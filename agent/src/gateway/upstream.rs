@@ -1,6 +1,7 @@
 //! The gateway's HTTP(S) client to the model provider's in-region endpoint.
 
 pub mod google;
+pub mod sigv4;
 
 use std::sync::Arc;
 use std::time::Duration;
