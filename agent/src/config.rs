@@ -1150,13 +1150,15 @@ impl GatewayConfig {
                         ),
                     ));
                 }
-                if u.credentials.is_none() {
+                let Some(path) = &u.credentials else {
                     return Err(invalid(
                         "upstream.credentials",
                         "is required with kind = \"vertex\" (a service-account JSON key file)"
                             .into(),
                     ));
-                }
+                };
+                crate::gateway::upstream::google::ServiceAccountKey::from_file(path)
+                    .map_err(|e| invalid("upstream.credentials", e.to_string()))?;
             }
         }
         Ok(())

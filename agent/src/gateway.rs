@@ -1015,6 +1015,7 @@ async fn forward<S: SendHalf, R: RecvHalf>(
                 UpstreamError::BadRequest(_) => ErrorCode::BadRequest,
                 UpstreamError::Unavailable(_) => ErrorCode::UpstreamUnavailable,
                 UpstreamError::Timeout(_) => ErrorCode::UpstreamTimeout,
+                UpstreamError::Credentials(_) => ErrorCode::UpstreamUnavailable,
             };
             warn!(request_id = id, region = %state.region, error = %e, "provider request failed");
             refuse(send, &state.codec, code, e.to_string()).await;

@@ -37,6 +37,8 @@ struct Spec {
     cloud: MockCloud,
     upstream: String,
     models: String,
+    /// Files written next to the config first (`{addr}` replaced).
+    files: Vec<(&'static str, String)>,
 }
 
 fn certs(dir: &Path, regions: &[&str]) {
@@ -67,6 +69,12 @@ impl Clouds {
     async fn start(specs: Vec<Spec>) -> Clouds {
         let dir = tempfile::tempdir().unwrap();
         let regions: Vec<&str> = specs.iter().map(|s| s.region).collect();
+        // Virginia is the default region when it is in the fleet.
+        let default_region = if regions.contains(&VIRGINIA) {
+            VIRGINIA
+        } else {
+            regions[0]
+        };
         certs(dir.path(), &regions);
         let mut providers = Vec::new();
         let mut gateways = Vec::new();
@@ -84,7 +92,11 @@ impl Clouds {
             )
             .await
             .unwrap();
-            let upstream = s.upstream.replace("{addr}", &mock.addr().to_string());
+            let addr = mock.addr().to_string();
+            for (name, text) in &s.files {
+                std::fs::write(dir.path().join(name), text.replace("{addr}", &addr)).unwrap();
+            }
+            let upstream = s.upstream.replace("{addr}", &addr);
             let path = gateway_toml(dir.path(), s.region, &upstream, &s.models);
             let gw = GatewayHandle::start(GatewayConfig::load(&path).unwrap())
                 .await
@@ -95,7 +107,7 @@ impl Clouds {
             gateways.push((s.region.to_owned(), path, Some(gw)));
         }
         let path = dir.path().join("agent.toml");
-        std::fs::write(&path, agent_config_text(VIRGINIA, &blocks, "")).unwrap();
+        std::fs::write(&path, agent_config_text(default_region, &blocks, "")).unwrap();
         let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
             .await
             .unwrap();
@@ -213,6 +225,7 @@ fn azure_deployments() -> Spec {
         models: "[[model]]\nname = \"gpt-4o\"\nupstream = \"prod-gpt4o\"\nprocessing = \"region\"\n\
                  [[model]]\nname = \"gpt-4o-mini\"\naliases = [\"mini\"]\nupstream = \"pune-mini\"\nprocessing = \"region\"\n"
             .into(),
+        files: Vec::new(),
     }
 }
 
@@ -220,11 +233,13 @@ fn bedrock_api_key() -> Spec {
     Spec {
         region: HYDERABAD,
         cloud: MockCloud::Bedrock {
-            api_key: "bedrock-api-key".into(),
+            api_key: Some("bedrock-api-key".into()),
+            sigv4: None,
             models: vec!["openai.gpt-oss-120b-1:0".into()],
         },
         upstream: "kind = \"bedrock\"\nbase_url = \"http://{addr}/openai/v1\"\napi_key = \"bedrock-api-key\"".into(),
         models: "[[model]]\nname = \"gpt-4o\"\nupstream = \"openai.gpt-oss-120b-1:0\"\napis = [\"chat/completions\"]\nprocessing = \"region\"\n".into(),
+        files: Vec::new(),
     }
 }
 
@@ -234,6 +249,7 @@ fn virginia_openai() -> Spec {
         cloud: MockCloud::OpenAi,
         upstream: "base_url = \"http://{addr}/v1\"\napi_key = \"openai-key\"".into(),
         models: "[[model]]\nname = \"gpt-4o\"\nprocessing = \"region\"\n[[model]]\nname = \"gpt-5\"\nprocessing = \"region\"\n".into(),
+        files: Vec::new(),
     }
 }
 
@@ -357,4 +373,217 @@ async fn the_model_list_follows_gateways_coming_going_and_reloading() {
     );
     assert_eq!(regions_of(&list, "gpt-4o-mini").unwrap(), [PUNE, HYDERABAD]);
     gw.shutdown(Duration::from_millis(100)).await;
+}
+
+const MUMBAI_AWS: &str = "aws:ap-south-1";
+const MUMBAI_GCP: &str = "gcp:asia-south1";
+const CHENNAI: &str = "azure:southindia";
+
+#[tokio::test]
+async fn bedrock_with_sigv4_and_vertex_with_refreshed_tokens() {
+    // SigV4 credentials come from the gateway's environment, as in AWS.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDRESIDENCYTEST");
+    std::env::set_var(
+        "AWS_SECRET_ACCESS_KEY",
+        "residency/test/secret/key/EXAMPLEKEY",
+    );
+    std::env::remove_var("AWS_SESSION_TOKEN");
+    let sa = include_str!("../fixtures/vertex-service-account.json")
+        .replace("http://127.0.0.1/token", "http://{addr}/token");
+    let public = include_str!("../fixtures/vertex-service-account.pub.pem");
+    let f = Clouds::start(vec![
+        Spec {
+            region: MUMBAI_AWS,
+            cloud: MockCloud::Bedrock {
+                api_key: None,
+                sigv4: Some((
+                    residency_agent::gateway::upstream::sigv4::AwsCredentials {
+                        access_key_id: "AKIDRESIDENCYTEST".into(),
+                        secret_access_key: "residency/test/secret/key/EXAMPLEKEY".into(),
+                        session_token: None,
+                    },
+                    "ap-south-1".into(),
+                )),
+                models: vec!["openai.gpt-oss-20b-1:0".into()],
+            },
+            upstream: "kind = \"bedrock\"\nauth = \"sigv4\"\nbase_url = \"http://{addr}/openai/v1\"".into(),
+            models: "[[model]]\nname = \"gpt-oss\"\nupstream = \"openai.gpt-oss-20b-1:0\"\nprocessing = \"region\"\n".into(),
+            files: Vec::new(),
+        },
+        Spec {
+            region: MUMBAI_GCP,
+            cloud: MockCloud::Vertex {
+                project: "residency-test".into(),
+                location: "asia-south1".into(),
+                models: vec!["google/gemini-2.0-flash".into()],
+                client_email: "gateway@residency-test.iam.gserviceaccount.com".into(),
+                public_key_pem: public.into(),
+                token_lifetime: Duration::from_secs(2),
+            },
+            upstream: "kind = \"vertex\"\nproject = \"residency-test\"\ncredentials = \"vertex-sa.json\"\n\
+                       base_url = \"http://{addr}/v1/projects/residency-test/locations/asia-south1/endpoints/openapi\"".into(),
+            models: "[[model]]\nname = \"gemini-flash\"\nupstream = \"google/gemini-2.0-flash\"\nprocessing = \"region\"\n".into(),
+            files: vec![("vertex-sa.json", sa)],
+        },
+    ])
+    .await;
+    let restricted = format!("Aadhaar {AADHAAR}");
+
+    // Bedrock: the mock re-computes the SigV4 signature with the secret and
+    // accepts only an exact match.
+    let a = f.chat("gpt-oss", &restricted).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), MUMBAI_AWS);
+    let got = f.provider(MUMBAI_AWS).received();
+    let last = got.last().unwrap();
+    assert!(
+        last.authorization
+            .as_deref()
+            .unwrap()
+            .starts_with("AWS4-HMAC-SHA256 Credential=AKIDRESIDENCYTEST/"),
+        "{:?}",
+        last.authorization
+    );
+    assert!(last
+        .authorization
+        .as_deref()
+        .unwrap()
+        .contains("/ap-south-1/bedrock/aws4_request"));
+    assert_eq!(body_model(last), "openai.gpt-oss-20b-1:0");
+
+    // Vertex: one token for the first requests, a new one once it is near
+    // expiry; the provider sees only tokens it issued.
+    for _ in 0..2 {
+        let a = f.chat("gemini-flash", &restricted).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.header("x-residency-region"), MUMBAI_GCP);
+    }
+    let vertex = f.provider(MUMBAI_GCP);
+    assert_eq!(vertex.tokens_issued(), 1);
+    let last = vertex.received().into_iter().last().unwrap();
+    assert_eq!(
+        last.path,
+        "/v1/projects/residency-test/locations/asia-south1/endpoints/openapi/chat/completions"
+    );
+    assert_eq!(body_model(&last), "google/gemini-2.0-flash");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = f.chat("gemini-flash", &restricted).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(vertex.tokens_issued(), 2);
+}
+
+#[tokio::test]
+async fn azure_v1_surface_with_an_entra_token_and_a_wrong_key_seen_as_the_provider_says() {
+    std::env::set_var("RESIDENCY_TEST_ENTRA_TOKEN", "entra-token-for-test");
+    let azure = |region: &'static str, auth: &str| Spec {
+        region,
+        cloud: MockCloud::Azure {
+            api_key: Some("azure-key".into()),
+            entra_token: Some("entra-token-for-test".into()),
+            deployments: vec!["chennai-4o".into()],
+            api_version: "2024-10-21".into(),
+        },
+        upstream: format!("kind = \"azure-openai\"\nendpoint = \"http://{{addr}}\"\n{auth}"),
+        models:
+            "[[model]]\nname = \"gpt-4o\"\nupstream = \"chennai-4o\"\nprocessing = \"region\"\n"
+                .into(),
+        files: Vec::new(),
+    };
+    let f = Clouds::start(vec![
+        azure(CHENNAI, "bearer_token_env = \"RESIDENCY_TEST_ENTRA_TOKEN\""),
+        azure(PUNE, "api_key = \"not-the-key\""),
+    ])
+    .await;
+    let a = f.chat("gpt-4o", &format!("Aadhaar {AADHAAR}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), CHENNAI);
+    let last = f.provider(CHENNAI).received().into_iter().last().unwrap();
+    assert_eq!(last.path, "/openai/v1/chat/completions");
+    assert_eq!(body_model(&last), "chennai-4o");
+    assert_eq!(
+        last.authorization.as_deref(),
+        Some("Bearer entra-token-for-test")
+    );
+    // The Pune gateway holds a wrong key: Azure's 401 reaches the app as is.
+    let (_, pune) = f.gateway(PUNE);
+    let mut blocks = gateway_block(PUNE, pune.local_addr());
+    blocks.push('\n');
+    let (only_pune, up) = agent_only(&f, &blocks).await;
+    assert!(up);
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", only_pune.base_url()),
+        &serde_json::json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]})
+            .to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), PUNE);
+}
+
+/// Another agent with only `blocks` as its gateways.
+async fn agent_only(f: &Clouds, blocks: &str) -> (AgentHandle, bool) {
+    let path = f._dir.path().join("agent-only.toml");
+    std::fs::write(&path, agent_config_text(PUNE, blocks, "")).unwrap();
+    let agent = AgentHandle::start(AgentConfig::load(&path).unwrap())
+        .await
+        .unwrap();
+    let up = agent.wait_connected(Duration::from_secs(10)).await;
+    (agent, up)
+}
+
+#[tokio::test]
+async fn a_model_processed_outside_india_is_marked_and_never_gets_restricted_data() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), &[CHENNAI]);
+    let global =
+        "[[model]]\nname = \"gpt-4.1\"\nupstream = \"global-41\"\nprocessing = \"global\"\n";
+    let path = gateway_toml(
+        dir.path(),
+        CHENNAI,
+        "kind = \"azure-openai\"\nendpoint = \"http://127.0.0.1:9\"\napi_key = \"k\"",
+        global,
+    );
+    let e = GatewayConfig::load(&path).unwrap_err().to_string();
+    assert!(e.contains("model[0].processing"), "{e}");
+    assert!(e.contains("allow_processing_outside"), "{e}");
+
+    let f = Clouds::start(vec![Spec {
+        region: CHENNAI,
+        cloud: MockCloud::Azure {
+            api_key: Some("azure-key".into()),
+            entra_token: None,
+            deployments: vec!["global-41".into(), "zone-4o".into()],
+            api_version: "2024-10-21".into(),
+        },
+        upstream: "kind = \"azure-openai\"\nendpoint = \"http://{addr}\"\napi_key = \"azure-key\""
+            .into(),
+        models: format!(
+            "{global}allow_processing_outside = true\n\
+             [[model]]\nname = \"gpt-4o\"\nupstream = \"zone-4o\"\nprocessing = \"IN\"\n"
+        ),
+        files: Vec::new(),
+    }])
+    .await;
+    // Restricted data: the global deployment is processed anywhere, which
+    // the rule (IN only) does not allow.
+    let a = f.chat("gpt-4.1", &format!("Aadhaar {AADHAAR}")).await;
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "no_gateway_for_model");
+    assert!(a.body.contains("processes it outside"), "{}", a.body);
+    assert_eq!(f.provider(CHENNAI).received_total(), 0);
+    // A data zone inside India takes it.
+    let a = f.chat("gpt-4o", &format!("Aadhaar {AADHAAR}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Public data may be processed anywhere.
+    let a = f
+        .chat("gpt-4.1", "Summarise the RBI circular on UPI limits")
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), CHENNAI);
+    assert_eq!(
+        body_model(&f.provider(CHENNAI).received().into_iter().last().unwrap()),
+        "global-41"
+    );
+    assert_eq!(regions_of(&f.models().await, "gpt-4.1").unwrap(), [CHENNAI]);
 }

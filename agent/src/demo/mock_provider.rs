@@ -29,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::gateway::upstream::sigv4::AwsCredentials;
 use crate::ingress::{Body, BodyError};
 
 mod api;
@@ -80,13 +81,33 @@ pub enum MockCloud {
         /// The `api-version` required outside the v1 surface.
         api_version: String,
     },
-    /// Bedrock's OpenAI-compatible endpoint with a Bedrock API key:
-    /// `/openai/v1/…`, only the listed model ids.
+    /// Bedrock's OpenAI-compatible endpoint: `/openai/v1/…`, a Bedrock API
+    /// key or a SigV4 signature, only the listed model ids.
     Bedrock {
         /// The Bedrock API key it accepts as a bearer token.
-        api_key: String,
+        api_key: Option<String>,
+        /// The AWS credentials and region whose SigV4 signatures it accepts.
+        sigv4: Option<(AwsCredentials, String)>,
         /// The model ids that exist.
         models: Vec<String>,
+    },
+    /// Vertex AI's OpenAI-compatible endpoint:
+    /// `/v1/projects/{project}/locations/{location}/endpoints/openapi/…`
+    /// with a bearer token it issued at `POST /token` for a JWT signed by
+    /// the service account's key.
+    Vertex {
+        /// The project id in the path.
+        project: String,
+        /// The location in the path.
+        location: String,
+        /// The model ids that exist (`google/gemini-2.0-flash`).
+        models: Vec<String>,
+        /// The service account allowed to get tokens.
+        client_email: String,
+        /// Its public key (PEM).
+        public_key_pem: String,
+        /// How long an issued token lives.
+        token_lifetime: Duration,
     },
 }
 
@@ -123,6 +144,8 @@ struct State {
     open: AtomicUsize,
     peak: AtomicUsize,
     objects: Mutex<store::Objects>,
+    /// The token endpoint, for a Vertex mock.
+    issuer: Option<oauth::TokenIssuer>,
 }
 
 impl State {
@@ -169,6 +192,23 @@ impl MockProvider {
     pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockProvider> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let issuer = match &opts.cloud {
+            MockCloud::Vertex {
+                client_email,
+                public_key_pem,
+                token_lifetime,
+                ..
+            } => Some(
+                oauth::TokenIssuer::new(
+                    client_email,
+                    public_key_pem,
+                    &format!("http://{addr}/token"),
+                    *token_lifetime,
+                )
+                .map_err(std::io::Error::other)?,
+            ),
+            _ => None,
+        };
         let state = Arc::new(State {
             keep_last: opts.keep_last,
             received: Mutex::new(VecDeque::new()),
@@ -177,6 +217,7 @@ impl MockProvider {
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
             objects: Mutex::new(store::Objects::new(opts.keep_objects)),
+            issuer,
         });
         let shutdown = CancellationToken::new();
         let opts = Arc::new(opts);
@@ -248,6 +289,16 @@ impl MockProvider {
         self.state.peak.load(Ordering::SeqCst)
     }
 
+    /// Access tokens a Vertex mock's token endpoint issued.
+    pub fn tokens_issued(&self) -> usize {
+        self.state.issuer.as_ref().map_or(0, |i| i.issued())
+    }
+
+    /// `http://ADDR/token`, a Vertex mock's token endpoint.
+    pub fn token_uri(&self) -> String {
+        format!("http://{}/token", self.addr)
+    }
+
     /// Streamed answers whose reader went away before the end.
     pub fn cancelled_streams(&self) -> usize {
         self.state.cancelled.load(Ordering::SeqCst)
@@ -299,9 +350,9 @@ async fn serve(
         authorization: authorization.clone(),
         body: body.clone(),
     });
-    let translated = match cloud::front_door(&opts.cloud, &parts, &body) {
+    let translated = match cloud::front_door(&opts.cloud, state.issuer.as_ref(), &parts, &body) {
         Ok(t) => t,
-        Err(refused) => return refused,
+        Err(answered) => return *answered,
     };
     if !matches!(opts.cloud, MockCloud::OpenAi) {
         // The cloud's own auth was checked at its front door.

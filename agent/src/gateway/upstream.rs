@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -82,6 +82,11 @@ enum Auth {
     None,
     /// A fixed header: `authorization: Bearer …` or Azure's `api-key`.
     Header(http::HeaderName, http::HeaderValue),
+    /// AWS SigV4 over each request, at the time it is sent.
+    SigV4(sigv4::SigV4Signer),
+    /// An OAuth2 access token from a service-account key, refreshed
+    /// before it expires.
+    Google(google::TokenSource),
 }
 
 impl std::fmt::Debug for Auth {
@@ -89,9 +94,17 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Header(name, _) => write!(f, "Header({name})"),
+            Auth::SigV4(_) => f.write_str("SigV4"),
+            Auth::Google(_) => f.write_str("Google"),
         }
     }
 }
+
+/// The SigV4 service name of Bedrock's runtime endpoints.
+const BEDROCK_SERVICE: &str = "bedrock";
+
+/// The OAuth2 scope Vertex AI calls need.
+const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// The API paths below `/v1/` that Azure's deployments surface serves under
 /// `/openai/deployments/{deployment}/`.
@@ -155,7 +168,11 @@ impl Upstream {
                 );
                 let auth = match u.auth {
                     BedrockAuth::ApiKey => key.map(bearer).transpose()?.unwrap_or(Auth::None),
-                    BedrockAuth::Sigv4 => Auth::None,
+                    BedrockAuth::Sigv4 => {
+                        let creds = sigv4::AwsCredentials::from_env()
+                            .map_err(|e| UpstreamSetupError::Credentials(e.to_string()))?;
+                        Auth::SigV4(sigv4::SigV4Signer::new(creds, region, BEDROCK_SERVICE))
+                    }
                 };
                 (base, auth)
             }
@@ -166,7 +183,12 @@ impl Upstream {
                     || format!("https://{location}-aiplatform.googleapis.com/v1/projects/{project}/locations/{location}/endpoints/openapi"),
                     trimmed,
                 );
-                (base, Auth::None)
+                let path = u.credentials.as_deref().unwrap_or(std::path::Path::new(""));
+                let key = google::ServiceAccountKey::from_file(path)
+                    .map_err(|e| UpstreamSetupError::Credentials(e.to_string()))?;
+                let tokens = google::TokenSource::new(key, CLOUD_PLATFORM_SCOPE, client.clone())
+                    .map_err(|e| UpstreamSetupError::Credentials(e.to_string()))?;
+                (base, Auth::Google(tokens))
             }
         };
         Ok(Upstream {
@@ -274,12 +296,36 @@ impl Upstream {
                 req = req.header(k.as_str(), v.as_str());
             }
         }
-        if let Auth::Header(name, value) = &self.auth {
-            req = req.header(name, value.clone());
+        match &self.auth {
+            Auth::Header(name, value) => req = req.header(name, value.clone()),
+            Auth::Google(tokens) => {
+                let value = tokens
+                    .authorization()
+                    .await
+                    .map_err(|e| UpstreamError::Credentials(e.to_string()))?;
+                req = req.header(http::header::AUTHORIZATION, value);
+            }
+            Auth::None | Auth::SigV4(_) => {}
         }
         let req = req
             .body(Full::new(body))
             .map_err(|e| UpstreamError::BadRequest(e.to_string()))?;
+        let req = match &self.auth {
+            // Signed last, over exactly the headers and body that are sent.
+            Auth::SigV4(signer) => {
+                let (mut parts, body) = req.into_parts();
+                let bytes = body
+                    .clone()
+                    .collect()
+                    .await
+                    .map_or_else(|never| match never {}, |c| c.to_bytes());
+                signer
+                    .sign(&mut parts, &bytes, std::time::SystemTime::now())
+                    .map_err(|e| UpstreamError::Credentials(e.to_string()))?;
+                hyper::Request::from_parts(parts, body)
+            }
+            _ => req,
+        };
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(UpstreamError::Unavailable(describe(&e))),
@@ -324,6 +370,10 @@ pub enum UpstreamError {
     /// The provider sent no response headers in time.
     #[error("provider did not answer within {0:?}")]
     Timeout(Duration),
+    /// The gateway's credentials for the provider could not be used (a token
+    /// refresh failed, a signature could not be made).
+    #[error("provider credentials: {0}")]
+    Credentials(String),
 }
 
 fn describe(e: &hyper_util::client::legacy::Error) -> String {

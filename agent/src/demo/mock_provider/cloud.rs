@@ -3,11 +3,21 @@
 //! strictly, like the real service, then hands the request on to the OpenAI
 //! surface in `api` under its `/v1/…` path.
 
+use std::time::{Duration, SystemTime};
+
 use bytes::Bytes;
 use http::StatusCode;
 use serde_json::json;
 
+use super::oauth::TokenIssuer;
 use super::{full, Body, MockCloud};
+
+/// The front door's own answer.
+type Answered = Box<http::Response<Body>>;
+
+fn reply(status: StatusCode, v: serde_json::Value) -> Answered {
+    Box::new(full(status, v))
+}
 
 /// The `/v1/…` path and query a cloud request stands for.
 #[derive(Debug)]
@@ -17,12 +27,13 @@ pub(super) struct Translated {
 }
 
 /// Checks auth and layout for `cloud`; the OpenAI path the request maps to,
-/// or the cloud's own error answer.
+/// or the front door's own answer (an error, or a token from `issuer`).
 pub(super) fn front_door(
     cloud: &MockCloud,
+    issuer: Option<&TokenIssuer>,
     parts: &http::request::Parts,
     body: &Bytes,
-) -> Result<Translated, http::Response<Body>> {
+) -> Result<Translated, Answered> {
     let path = parts.uri.path();
     let query = parts.uri.query().unwrap_or("");
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -44,7 +55,7 @@ pub(super) fn front_door(
                 (None, None) => false,
             };
             if !authed {
-                return Err(full(
+                return Err(reply(
                     StatusCode::UNAUTHORIZED,
                     json!({"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource."}}),
                 ));
@@ -55,7 +66,7 @@ pub(super) fn front_door(
             let version = query_value(query, "api-version");
             let query = strip_param(query, "api-version");
             let deployment_missing = |d: &str| {
-                full(
+                reply(
                     StatusCode::NOT_FOUND,
                     json!({"error":{"code":"DeploymentNotFound","message":format!("The API deployment {d} for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.")}}),
                 )
@@ -73,7 +84,7 @@ pub(super) fn front_door(
                 });
             }
             if version.as_deref() != Some(api_version.as_str()) {
-                return Err(full(
+                return Err(reply(
                     StatusCode::NOT_FOUND,
                     json!({"error":{"code":"404","message":"Resource not found"}}),
                 ));
@@ -95,15 +106,79 @@ pub(super) fn front_door(
                 query,
             })
         }
-        MockCloud::Bedrock { api_key, models } => {
-            if bearer().is_none_or(|k| k != api_key) {
-                return Err(full(
+        MockCloud::Bedrock {
+            api_key,
+            sigv4,
+            models,
+        } => {
+            let authed = match (bearer(), sigv4) {
+                (Some(k), _) => api_key.as_deref() == Some(k),
+                (None, Some((creds, region))) => {
+                    let now = SystemTime::now();
+                    let skew = Duration::from_secs(300);
+                    if let Err(why) =
+                        super::sigv4::verify(parts, body, creds, region, "bedrock", now, skew)
+                    {
+                        return Err(reply(
+                            StatusCode::FORBIDDEN,
+                            json!({"message": format!("The request signature we calculated does not match the signature you provided: {why}")}),
+                        ));
+                    }
+                    true
+                }
+                (None, None) => false,
+            };
+            if !authed {
+                return Err(reply(
                     StatusCode::FORBIDDEN,
                     json!({"message":"The security token included in the request is invalid."}),
                 ));
             }
             let Some(rest) = path.strip_prefix("/openai/v1/") else {
-                return Err(full(StatusCode::NOT_FOUND, json!({"message":"Not Found"})));
+                return Err(reply(StatusCode::NOT_FOUND, json!({"message":"Not Found"})));
+            };
+            known_model(models, body)?;
+            Ok(Translated {
+                path: format!("/v1/{rest}"),
+                query: query.to_owned(),
+            })
+        }
+        MockCloud::Vertex {
+            project,
+            location,
+            models,
+            ..
+        } => {
+            let Some(issuer) = issuer else {
+                return Err(not_found_resource());
+            };
+            if path == "/token" {
+                if parts.method != http::Method::POST
+                    || header("content-type") != Some("application/x-www-form-urlencoded")
+                {
+                    return Err(reply(
+                        StatusCode::BAD_REQUEST,
+                        json!({"error":"invalid_request","error_description":"POST a form"}),
+                    ));
+                }
+                let (status, answer) = issuer.issue(body);
+                return Err(reply(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    answer,
+                ));
+            }
+            if bearer().is_none_or(|t| !issuer.accepts(t)) {
+                return Err(reply(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error":{"code":401,"message":"Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.","status":"UNAUTHENTICATED"}}),
+                ));
+            }
+            let prefix = format!("/v1/projects/{project}/locations/{location}/endpoints/openapi/");
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                return Err(reply(
+                    StatusCode::NOT_FOUND,
+                    json!({"error":{"code":404,"message":"The requested URL was not found on this server.","status":"NOT_FOUND"}}),
+                ));
             };
             known_model(models, body)?;
             Ok(Translated {
@@ -115,9 +190,9 @@ pub(super) fn front_door(
 }
 
 /// 400 unless the body's model (if it names one) is one the cloud has.
-fn known_model(models: &[String], body: &Bytes) -> Result<(), http::Response<Body>> {
+fn known_model(models: &[String], body: &Bytes) -> Result<(), Answered> {
     match body_model(body) {
-        Some(m) if !models.contains(&m) => Err(full(
+        Some(m) if !models.contains(&m) => Err(reply(
             StatusCode::BAD_REQUEST,
             json!({"error":{"message":format!("The provided model identifier is invalid: {m}"),"type":"invalid_request_error","code":"model_not_found","param":"model"}}),
         )),
@@ -125,8 +200,8 @@ fn known_model(models: &[String], body: &Bytes) -> Result<(), http::Response<Bod
     }
 }
 
-fn not_found_resource() -> http::Response<Body> {
-    full(
+fn not_found_resource() -> Answered {
+    reply(
         StatusCode::NOT_FOUND,
         json!({"error":{"code":"404","message":"Resource not found"}}),
     )
