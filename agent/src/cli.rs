@@ -46,6 +46,11 @@ pub enum Command {
         /// Path to gateway.toml.
         #[arg(long, short, default_value = "/etc/residency-agent/gateway.toml")]
         config: PathBuf,
+        /// Check the config instead of serving: print where each model's
+        /// requests would go and whether the provider credentials work
+        /// (exit 0), or why not (1; 64 for a bad config).
+        #[arg(long)]
+        check: bool,
     },
     /// Run a mock provider, three gateways and the agent on loopback.
     #[cfg(feature = "demo")]
@@ -364,7 +369,11 @@ pub fn run(cli: Cli) -> ExitCode {
             daemon::run_agent(&config, cli.log_format, &cli.log_level),
             DaemonError::exit_code,
         ),
-        Command::Gateway { config } => exit(
+        Command::Gateway {
+            config,
+            check: true,
+        } => daemon::check_gateway(&config),
+        Command::Gateway { config, .. } => exit(
             daemon::run_gateway(&config, cli.log_format, &cli.log_level),
             DaemonError::exit_code,
         ),

@@ -136,6 +136,37 @@ pub fn run_gateway(
         })
 }
 
+/// `gateway --check`: prints the report of [`crate::gateway::check`].
+pub fn check_gateway(config: &Path) -> std::process::ExitCode {
+    let cfg = match GatewayConfig::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(64);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match rt.block_on(crate::gateway::check::report(&cfg)) {
+        Ok(report) => {
+            print!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(report) => {
+            print!("{report}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 /// A multi-thread runtime with `workers` threads (default: one per CPU).
 pub fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();

@@ -6,6 +6,7 @@
 //! (same port number by default): the same TLS identity rules, the same
 //! frames on each request stream, served by the same code.
 
+pub mod check;
 pub mod models;
 pub mod upstream;
 

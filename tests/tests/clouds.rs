@@ -587,3 +587,90 @@ async fn a_model_processed_outside_india_is_marked_and_never_gets_restricted_dat
     );
     assert_eq!(regions_of(&f.models().await, "gpt-4.1").unwrap(), [CHENNAI]);
 }
+
+/// `gateway --check` with the real binary: the URL each model's requests go
+/// to, and a real token fetched from the (mock) token endpoint; a key the
+/// endpoint does not know fails with its error code and exit status 1.
+#[tokio::test]
+async fn gateway_check_shows_the_provider_urls_and_proves_the_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path(), &[MUMBAI_GCP]);
+    let public = include_str!("../fixtures/vertex-service-account.pub.pem");
+    let mock = MockProvider::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockOptions {
+            cloud: MockCloud::Vertex {
+                project: "residency-test".into(),
+                location: "asia-south1".into(),
+                models: vec!["google/gemini-2.0-flash".into()],
+                client_email: "gateway@residency-test.iam.gserviceaccount.com".into(),
+                public_key_pem: public.into(),
+                token_lifetime: Duration::from_secs(60),
+            },
+            ..MockOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let good = include_str!("../fixtures/vertex-service-account.json")
+        .replace("http://127.0.0.1/token", &mock.token_uri());
+    let key: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let mut bad = key.clone();
+    bad["private_key"] = include_str!("../fixtures/vertex-other-key.pem").into();
+    std::fs::write(dir.path().join("good.json"), &good).unwrap();
+    std::fs::write(dir.path().join("bad.json"), bad.to_string()).unwrap();
+    let models = "[[model]]\nname = \"gemini-flash\"\nupstream = \"google/gemini-2.0-flash\"\napis = [\"chat/completions\", \"embeddings\"]\nprocessing = \"region\"\n";
+    let root = dir.path().to_owned();
+    let run = move |file: &str| {
+        let path = gateway_toml(
+            &root,
+            MUMBAI_GCP,
+            &format!("kind = \"vertex\"\nproject = \"residency-test\"\ncredentials = \"{file}\""),
+            models,
+        );
+        let out = std::process::Command::new(agent_bin())
+            .args(["gateway", "--check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        let good = run("good.json");
+        let bad = run("bad.json");
+        (good, bad)
+    })
+    .await
+    .map(|(good, bad)| {
+        assert_eq!(bad.0, Some(1), "{}", bad.1);
+        assert!(bad.1.contains("credentials: FAILED"), "{}", bad.1);
+        assert!(bad.1.contains("invalid_grant"), "{}", bad.1);
+        good
+    })
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    let base = "https://asia-south1-aiplatform.googleapis.com/v1/projects/residency-test/locations/asia-south1/endpoints/openapi";
+    assert!(
+        out.contains("gemini-flash -> google/gemini-2.0-flash, processed in the gateway's region"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "POST /v1/chat/completions -> {base}/chat/completions"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("POST /v1/embeddings -> {base}/embeddings")),
+        "{out}"
+    );
+    assert!(
+        out.contains("credentials: ok, access token obtained"),
+        "{out}"
+    );
+    assert_eq!(mock.tokens_issued(), 1);
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+}

@@ -238,6 +238,38 @@ impl Upstream {
         self.kind
     }
 
+    /// Shows the credentials work as far as can be known without calling a
+    /// model: a Vertex token is obtained from the token endpoint, a SigV4
+    /// signature is made, a fixed key is present. Says what was proven,
+    /// never the secret.
+    pub async fn prove_credentials(&self) -> Result<String, UpstreamError> {
+        match &self.auth {
+            Auth::None => Ok("none configured (the provider must need none)".into()),
+            Auth::Header(name, _) if name == http::header::AUTHORIZATION => {
+                Ok("bearer token set".into())
+            }
+            Auth::Header(name, _) => Ok(format!("{name} header set")),
+            Auth::SigV4(signer) => {
+                let url = self.url_for("/v1/chat/completions", None)?;
+                let (mut parts, ()) = hyper::Request::post(url)
+                    .body(())
+                    .map_err(|e| UpstreamError::BadRequest(e.to_string()))?
+                    .into_parts();
+                signer
+                    .sign(&mut parts, b"{}", std::time::SystemTime::now())
+                    .map_err(|e| UpstreamError::Credentials(e.to_string()))?;
+                Ok("SigV4 signature made with the AWS credentials from the environment".into())
+            }
+            Auth::Google(tokens) => {
+                tokens
+                    .authorization()
+                    .await
+                    .map_err(|e| UpstreamError::Credentials(e.to_string()))?;
+                Ok("access token obtained from the service account's token endpoint".into())
+            }
+        }
+    }
+
     /// The provider URL for an application path and query such as
     /// `/v1/chat/completions`, with `deployment` the provider's name of the
     /// request's model (Azure's deployments surface puts it in the path).
