@@ -1407,4 +1407,107 @@ address = "127.0.0.1:4433"
         let err = AgentConfig::parse(&text).unwrap_err().to_string();
         assert!(err.contains("keep_alive_ms"), "{err}");
     }
+
+    fn gateway(region: &str, upstream: &str, models: &str) -> Result<GatewayConfig, ConfigError> {
+        let text = format!(
+            "region = \"{region}\"\n[tls]\nca = \"ca.pem\"\ncert = \"gw.pem\"\nkey = \"gw.key\"\n[upstream]\n{upstream}\n{models}"
+        );
+        let path = Path::new("gateway.toml");
+        let cfg: GatewayConfig = parse_toml(path, &text)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn field_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { field, .. } => field,
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[test]
+    fn each_upstream_kind_names_the_field_it_is_missing() {
+        let cases = [
+            ("aws:ap-south-1", "api_key = \"k\"", "upstream.base_url"),
+            ("azure:centralindia", "kind = \"azure-openai\"\napi_key = \"k\"", "upstream.endpoint"),
+            ("azure:centralindia", "kind = \"azure-openai\"\nendpoint = \"https://x.openai.azure.com\"", "upstream.api_key"),
+            ("azure:centralindia", "kind = \"azure-openai\"\nendpoint = \"https://x.openai.azure.com\"\napi_key = \"k\"\nsurface = \"deployments\"", "upstream.api_version"),
+            ("azure:centralindia", "kind = \"azure-openai\"\nendpoint = \"https://x.openai.azure.com\"\napi_key = \"k\"\nbase_url = \"https://y\"", "upstream.base_url"),
+            ("aws:ap-south-1", "kind = \"bedrock\"", "upstream.api_key_env"),
+            ("azure:centralindia", "kind = \"bedrock\"\napi_key = \"k\"", "upstream.cloud_region"),
+            ("aws:ap-south-1", "kind = \"bedrock\"\nauth = \"sigv4\"\napi_key = \"k\"", "upstream.api_key"),
+            ("gcp:asia-south1", "kind = \"vertex\"\ncredentials = \"sa.json\"", "upstream.project"),
+            ("gcp:asia-south1", "kind = \"vertex\"\nproject = \"p\"", "upstream.credentials"),
+            ("gcp:asia-south1", "kind = \"vertex\"\nproject = \"p\"\ncredentials = \"/nonexistent/sa.json\"", "upstream.credentials"),
+            ("aws:ap-south-1", "base_url = \"https://x/v1\"\nproject = \"p\"", "upstream.project"),
+            ("aws:ap-south-1", "base_url = \"https://x/v1\"\nsurface = \"deployments\"", "upstream.surface"),
+        ];
+        for (region, upstream, want) in cases {
+            let e = gateway(region, upstream, "").unwrap_err();
+            let text = e.to_string();
+            assert_eq!(field_of(e), want, "{upstream}: {text}");
+        }
+        let unknown = gateway("aws:ap-south-1", "kind = \"oracle\"", "").unwrap_err();
+        assert!(unknown.to_string().contains("kind"), "{unknown}");
+    }
+
+    #[test]
+    fn cloud_regions_come_from_the_gateway_region() {
+        let b = gateway("aws:ap-south-2", "kind = \"bedrock\"\napi_key = \"k\"", "").unwrap();
+        assert_eq!(b.cloud_region().as_deref(), Some("ap-south-2"));
+        let b = gateway(
+            "azure:centralindia",
+            "kind = \"bedrock\"\napi_key = \"k\"\ncloud_region = \"ap-south-1\"",
+            "",
+        )
+        .unwrap();
+        assert_eq!(b.cloud_region().as_deref(), Some("ap-south-1"));
+    }
+
+    #[test]
+    fn models_need_a_processing_place_unique_names_and_a_mark_to_leave_the_jurisdiction() {
+        let up = "base_url = \"https://x/v1\"";
+        let m = |body: &str| format!("[[model]]\nname = \"gpt-4o\"\n{body}\n");
+        let e = gateway("aws:ap-south-1", up, &m("")).unwrap_err();
+        assert!(e.to_string().contains("processing"), "{e}");
+        for (body, field) in [
+            ("processing = \"moon\"", "model[0].processing"),
+            ("processing = \"global\"", "model[0].processing"),
+            ("processing = \"US\"", "model[0].processing"),
+            (
+                "processing = \"region\"\napis = [\"/v1/chat/completions\"]",
+                "model[0].apis",
+            ),
+            (
+                "processing = \"region\"\nupstream = \" \"",
+                "model[0].upstream",
+            ),
+        ] {
+            let e = gateway("aws:ap-south-1", up, &m(body)).unwrap_err();
+            assert_eq!(field_of(e), field, "{body}");
+        }
+        let twice = format!(
+            "{}{}",
+            m("processing = \"region\""),
+            "[[model]]\nname = \"other\"\naliases = [\"gpt-4o\"]\nprocessing = \"region\"\n"
+        );
+        assert_eq!(
+            field_of(gateway("aws:ap-south-1", up, &twice).unwrap_err()),
+            "model[1].aliases"
+        );
+        let marked = gateway(
+            "aws:ap-south-1",
+            up,
+            &m("processing = \"global\"\nallow_processing_outside = true"),
+        )
+        .unwrap();
+        assert_eq!(
+            marked.model_list().models[0].processing,
+            residency_proto::Processing::Global
+        );
+        // A data zone inside the gateway's own jurisdiction needs no mark.
+        gateway("aws:ap-south-1", up, &m("processing = \"IN\"")).unwrap();
+        let list = gateway("aws:ap-south-1", up, "").unwrap().model_list();
+        assert!(list.open && list.models.is_empty());
+    }
 }

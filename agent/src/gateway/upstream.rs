@@ -418,3 +418,71 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(region: &str, text: &str) -> Upstream {
+        let text = format!(
+            "region = \"{region}\"\n[tls]\nca = \"ca.pem\"\ncert = \"gw.pem\"\nkey = \"gw.key\"\n[upstream]\n{text}\n"
+        );
+        let cfg: GatewayConfig = toml::from_str(&text).unwrap();
+        cfg.validate(std::path::Path::new("gateway.toml")).unwrap();
+        Upstream::new(&cfg).unwrap()
+    }
+
+    #[test]
+    fn each_kind_builds_its_clouds_urls() {
+        let openai = upstream(
+            "aws:us-east-1",
+            "base_url = \"https://api.example.com/v1/\"\napi_key = \"k\"",
+        );
+        assert_eq!(
+            openai
+                .url_for("/v1/chat/completions?x=1", Some("gpt-4o"))
+                .unwrap(),
+            "https://api.example.com/v1/chat/completions?x=1"
+        );
+        let azure = upstream(
+            "azure:centralindia",
+            "kind = \"azure-openai\"\nendpoint = \"https://contoso.openai.azure.com/\"\napi_key = \"k\"\nsurface = \"deployments\"\napi_version = \"2024-10-21\"",
+        );
+        assert_eq!(
+            azure.url_for("/v1/chat/completions", Some("prod 4o")).unwrap(),
+            "https://contoso.openai.azure.com/openai/deployments/prod%204o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            azure.url_for("/v1/files?purpose=batch", None).unwrap(),
+            "https://contoso.openai.azure.com/openai/files?purpose=batch&api-version=2024-10-21"
+        );
+        let e = azure.url_for("/v1/embeddings", None).unwrap_err();
+        assert!(e.to_string().contains("deployment"), "{e}");
+        let v1 = upstream(
+            "azure:centralindia",
+            "kind = \"azure-openai\"\nendpoint = \"https://contoso.openai.azure.com\"\napi_key = \"k\"",
+        );
+        assert_eq!(
+            v1.url_for("/v1/responses", Some("prod-4o")).unwrap(),
+            "https://contoso.openai.azure.com/openai/v1/responses"
+        );
+        let bedrock = upstream("aws:ap-south-2", "kind = \"bedrock\"\napi_key = \"k\"");
+        assert_eq!(
+            bedrock
+                .url_for("/v1/chat/completions", Some("openai.gpt-oss-120b-1:0"))
+                .unwrap(),
+            "https://bedrock-runtime.ap-south-2.amazonaws.com/openai/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug() {
+        let azure = upstream(
+            "azure:centralindia",
+            "kind = \"azure-openai\"\nendpoint = \"https://contoso.openai.azure.com\"\napi_key = \"sekrit-azure-key\"",
+        );
+        let shown = format!("{azure:?}");
+        assert!(shown.contains("api-key"), "{shown}");
+        assert!(!shown.contains("sekrit"), "{shown}");
+    }
+}
