@@ -329,6 +329,21 @@ async fn the_model_list_follows_gateways_coming_going_and_reloading() {
     );
     assert_eq!(regions_of(&list, "gpt-4o-mini").unwrap(), [PUNE]);
     assert_eq!(regions_of(&list, "gpt-5").unwrap(), [VIRGINIA]);
+    // Status shows each gateway's advertised models and where they run.
+    let status = send(
+        "GET",
+        &format!("http://{}/v1/status", f.agent.observe_addr()),
+        "",
+    )
+    .await
+    .json();
+    let pune = status["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["region"] == PUNE)
+        .unwrap();
+    assert_eq!(pune["models"], serde_json::json!({"gpt-4o": "region", "gpt-4o-mini": "region"}));
     // The list is the agent's own answer: no provider was asked.
     assert!(f.providers.iter().all(|(_, p)| p.received_total() == 0));
     // One model, by name or alias.

@@ -548,6 +548,17 @@ async fn metrics(State(observe): State<Arc<Observe>>) -> Response {
 /// where it is, whether it is up and healthy, its round trip, its counts,
 /// and why the last connection attempt failed while it is down.
 pub(crate) fn gateway_status(l: &crate::transport::pool::GatewayLink) -> serde_json::Value {
+    let list = l.models();
+    // `"any"` for a gateway without a model map; else name -> where processed.
+    let models = if list.open {
+        json!("any")
+    } else {
+        list.models
+            .iter()
+            .map(|m| (m.name.clone(), json!(m.processing.to_string())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
     json!({
         "region": l.region.as_str(),
         "endpoint": l.name,
@@ -559,6 +570,7 @@ pub(crate) fn gateway_status(l: &crate::transport::pool::GatewayLink) -> serde_j
         "requests": l.requests.load(Ordering::Relaxed),
         "failures": l.failures.load(Ordering::Relaxed),
         "last_error": l.last_error(),
+        "models": models,
     })
 }
 
