@@ -560,9 +560,13 @@ pub struct UpstreamConfig {
     #[serde(default)]
     pub api_version: Option<String>,
     /// `azure-openai`: an environment variable holding an Entra ID access
-    /// token, sent as a bearer token instead of `api-key`.
+    /// token, sent as a bearer token instead of `api-key` (read at start).
     #[serde(default)]
     pub bearer_token_env: Option<String>,
+    /// `azure-openai`: a file holding an Entra ID access token, re-read
+    /// every 30 seconds, so whatever renews the token can rewrite it.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
     /// `bedrock`: `api-key` (default) or `sigv4`.
     #[serde(default)]
     pub auth: BedrockAuth,
@@ -931,6 +935,9 @@ impl GatewayConfig {
         if let Some(c) = cfg.upstream.credentials.as_mut() {
             resolve(base, c);
         }
+        if let Some(f) = cfg.upstream.bearer_token_file.as_mut() {
+            resolve(base, f);
+        }
         resolve(base, &mut cfg.state_dir);
         cfg.policy
             .trusted_keys
@@ -1047,6 +1054,15 @@ impl GatewayConfig {
         not_for("surface", !azure && u.surface != AzureSurface::default())?;
         not_for("api_version", !azure && u.api_version.is_some())?;
         not_for("bearer_token_env", !azure && u.bearer_token_env.is_some())?;
+        not_for("bearer_token_file", !azure && u.bearer_token_file.is_some())?;
+        if let Some(file) = &u.bearer_token_file {
+            std::fs::read_to_string(file).map_err(|e| {
+                invalid(
+                    "upstream.bearer_token_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+        }
         not_for(
             "auth",
             u.kind != UpstreamKind::Bedrock && u.auth != BedrockAuth::default(),
@@ -1082,10 +1098,15 @@ impl GatewayConfig {
                     ));
                 };
                 url_field("upstream.endpoint", endpoint)?;
-                if has_key == u.bearer_token_env.is_some() {
+                let ways = [
+                    has_key,
+                    u.bearer_token_env.is_some(),
+                    u.bearer_token_file.is_some(),
+                ];
+                if ways.iter().filter(|w| **w).count() != 1 {
                     return Err(invalid(
                         "upstream.api_key",
-                        "set exactly one of api_key, api_key_env (the api-key header) or bearer_token_env (an Entra ID token)".into(),
+                        "set exactly one of api_key, api_key_env (the api-key header), bearer_token_env or bearer_token_file (an Entra ID token)".into(),
                     ));
                 }
                 if u.surface == AzureSurface::Deployments && u.api_version.is_none() {

@@ -343,7 +343,10 @@ async fn the_model_list_follows_gateways_coming_going_and_reloading() {
         .iter()
         .find(|g| g["region"] == PUNE)
         .unwrap();
-    assert_eq!(pune["models"], serde_json::json!({"gpt-4o": "region", "gpt-4o-mini": "region"}));
+    assert_eq!(
+        pune["models"],
+        serde_json::json!({"gpt-4o": "region", "gpt-4o-mini": "region"})
+    );
     // The list is the agent's own answer: no provider was asked.
     assert!(f.providers.iter().all(|(_, p)| p.received_total() == 0));
     // One model, by name or alias.
@@ -489,8 +492,7 @@ async fn bedrock_with_sigv4_and_vertex_with_refreshed_tokens() {
 
 #[tokio::test]
 async fn azure_v1_surface_with_an_entra_token_and_a_wrong_key_seen_as_the_provider_says() {
-    std::env::set_var("RESIDENCY_TEST_ENTRA_TOKEN", "entra-token-for-test");
-    let azure = |region: &'static str, auth: &str| Spec {
+    let azure = |region: &'static str, auth: &str, files: Vec<(&'static str, String)>| Spec {
         region,
         cloud: MockCloud::Azure {
             api_key: Some("azure-key".into()),
@@ -502,11 +504,15 @@ async fn azure_v1_surface_with_an_entra_token_and_a_wrong_key_seen_as_the_provid
         models:
             "[[model]]\nname = \"gpt-4o\"\nupstream = \"chennai-4o\"\nprocessing = \"region\"\n"
                 .into(),
-        files: Vec::new(),
+        files,
     };
     let f = Clouds::start(vec![
-        azure(CHENNAI, "bearer_token_env = \"RESIDENCY_TEST_ENTRA_TOKEN\""),
-        azure(PUNE, "api_key = \"not-the-key\""),
+        azure(
+            CHENNAI,
+            "bearer_token_file = \"entra-token\"",
+            vec![("entra-token", "entra-token-for-test\n".into())],
+        ),
+        azure(PUNE, "api_key = \"not-the-key\"", Vec::new()),
     ])
     .await;
     let a = f.chat("gpt-4o", &format!("Aadhaar {AADHAAR}")).await;

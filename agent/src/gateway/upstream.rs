@@ -82,6 +82,8 @@ enum Auth {
     None,
     /// A fixed header: `authorization: Bearer …` or Azure's `api-key`.
     Header(http::HeaderName, http::HeaderValue),
+    /// A bearer token kept in a file that something else renews.
+    TokenFile(Arc<TokenFile>),
     /// AWS SigV4 over each request, at the time it is sent.
     SigV4(sigv4::SigV4Signer),
     /// An OAuth2 access token from a service-account key, refreshed
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Header(name, _) => write!(f, "Header({name})"),
+            Auth::TokenFile(t) => write!(f, "TokenFile({})", t.path.display()),
             Auth::SigV4(_) => f.write_str("SigV4"),
             Auth::Google(_) => f.write_str("Google"),
         }
@@ -147,16 +150,25 @@ impl Upstream {
                     "{}/openai",
                     trimmed(u.endpoint.as_deref().unwrap_or_default())
                 );
-                let auth = match (key, &u.bearer_token_env) {
-                    (Some(k), _) => {
+                let auth = match (key, &u.bearer_token_env, &u.bearer_token_file) {
+                    (Some(k), _, _) => {
                         Auth::Header(http::HeaderName::from_static("api-key"), sensitive(k)?)
                     }
-                    (None, Some(var)) => bearer(std::env::var(var).map_err(|_| {
+                    (None, Some(var), _) => bearer(std::env::var(var).map_err(|_| {
                         UpstreamSetupError::Credentials(format!(
                             "environment variable {var} is not set"
                         ))
                     })?)?,
-                    (None, None) => Auth::None,
+                    (None, None, Some(path)) => {
+                        let file = TokenFile {
+                            path: path.clone(),
+                            cached: std::sync::Mutex::new(None),
+                        };
+                        file.authorization()
+                            .map_err(UpstreamSetupError::Credentials)?;
+                        Auth::TokenFile(Arc::new(file))
+                    }
+                    (None, None, None) => Auth::None,
                 };
                 (base, auth)
             }
@@ -249,6 +261,10 @@ impl Upstream {
                 Ok("bearer token set".into())
             }
             Auth::Header(name, _) => Ok(format!("{name} header set")),
+            Auth::TokenFile(file) => {
+                file.authorization().map_err(UpstreamError::Credentials)?;
+                Ok(format!("bearer token read from {}", file.path.display()))
+            }
             Auth::SigV4(signer) => {
                 let url = self.url_for("/v1/chat/completions", None)?;
                 let (mut parts, ()) = hyper::Request::post(url)
@@ -330,6 +346,10 @@ impl Upstream {
         }
         match &self.auth {
             Auth::Header(name, value) => req = req.header(name, value.clone()),
+            Auth::TokenFile(file) => {
+                let value = file.authorization().map_err(UpstreamError::Credentials)?;
+                req = req.header(http::header::AUTHORIZATION, value);
+            }
             Auth::Google(tokens) => {
                 let value = tokens
                     .authorization()
@@ -363,6 +383,39 @@ impl Upstream {
             Ok(Err(e)) => Err(UpstreamError::Unavailable(describe(&e))),
             Err(_) => Err(UpstreamError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// A bearer token file, re-read at most every [`TOKEN_FILE_TTL`].
+#[derive(Debug)]
+struct TokenFile {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<Option<(std::time::Instant, http::HeaderValue)>>,
+}
+
+/// How long a token read from a file is used before the file is read again.
+const TOKEN_FILE_TTL: Duration = Duration::from_secs(30);
+
+impl TokenFile {
+    /// `Bearer <the file's token>`, marked sensitive.
+    fn authorization(&self) -> Result<http::HeaderValue, String> {
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, v)) = cached.as_ref() {
+            if at.elapsed() < TOKEN_FILE_TTL {
+                return Ok(v.clone());
+            }
+        }
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!("{} holds no token", self.path.display()));
+        }
+        let mut v = http::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| format!("{} does not hold a token", self.path.display()))?;
+        v.set_sensitive(true);
+        *cached = Some((std::time::Instant::now(), v.clone()));
+        Ok(v)
     }
 }
 
