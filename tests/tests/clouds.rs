@@ -695,3 +695,107 @@ async fn gateway_check_shows_the_provider_urls_and_proves_the_credentials() {
     assert_eq!(mock.tokens_issued(), 1);
     assert!(!out.contains("PRIVATE KEY"), "{out}");
 }
+
+/// A request head sent straight to a gateway, as an agent that routed wrongly
+/// (or lies) would; the gateway's first frame back.
+async fn ask_gateway(
+    f: &Clouds,
+    region: &str,
+    tier: residency_proto::Tier,
+    body: &str,
+) -> residency_proto::Frame {
+    use residency_agent::transport::stream::{read_frame, send_frame, Connection, SendHalf};
+    use residency_agent::transport::tls::{TlsFiles, TlsMaterial};
+    let certs = f._dir.path().join("certs");
+    let material = TlsMaterial::load(&TlsFiles {
+        ca: certs.join("ca.pem"),
+        cert: certs.join("agent.pem"),
+        key: certs.join("agent.key"),
+    })
+    .unwrap();
+    let region_id = RegionId::new(region).unwrap();
+    let crypto = material.client_config(&region_id).unwrap();
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (_, gw) = f.gateway(region);
+    let conn = endpoint
+        .connect_with(
+            quinn::ClientConfig::new(std::sync::Arc::new(quic)),
+            gw.local_addr(),
+            "localhost",
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let conn = residency_agent::transport::stream::quic::Quic(conn);
+    let codec = residency_proto::Codec::default();
+    let head = residency_proto::Frame::RequestHead(residency_proto::RequestHead {
+        request_id: "raw-1".into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        route: residency_proto::RouteFacts {
+            region: region_id,
+            tier,
+            policy_version: None,
+        },
+    });
+    let (mut send, mut recv) = conn.open().await.unwrap();
+    send_frame(&mut send, &codec, &head, body.as_bytes())
+        .await
+        .unwrap();
+    send.finish();
+    let (frame, _) = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv, &codec))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    frame
+}
+
+#[tokio::test]
+async fn the_gateway_itself_refuses_unserved_models_and_restricted_data_for_a_global_model() {
+    use residency_proto::{ErrorCode, Frame, Tier};
+    let f = Clouds::start(vec![Spec {
+        region: CHENNAI,
+        cloud: MockCloud::Azure {
+            api_key: Some("azure-key".into()),
+            entra_token: None,
+            deployments: vec!["global-41".into(), "zone-4o".into()],
+            api_version: "2024-10-21".into(),
+        },
+        upstream: "kind = \"azure-openai\"\nendpoint = \"http://{addr}\"\napi_key = \"azure-key\"".into(),
+        models: "[[model]]\nname = \"gpt-4.1\"\nupstream = \"global-41\"\nprocessing = \"global\"\nallow_processing_outside = true\n\
+                 [[model]]\nname = \"gpt-4o\"\nupstream = \"zone-4o\"\nprocessing = \"IN\"\n"
+            .into(),
+        files: Vec::new(),
+    }])
+    .await;
+    let chat = |model: &str, text: &str| {
+        serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+            .to_string()
+    };
+    let refused = |frame: Frame| match frame {
+        Frame::Error(e) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let e = refused(ask_gateway(&f, CHENNAI, Tier::Public, &chat("gpt-9", "hi")).await);
+    assert_eq!(e.code, ErrorCode::ModelNotServed, "{}", e.message);
+    assert!(e.message.contains("gpt-9"), "{}", e.message);
+    // Restricted data for the global deployment: by the agent's word, and
+    // by the gateway's own scan when the agent says public.
+    let e = refused(ask_gateway(&f, CHENNAI, Tier::Restricted, &chat("gpt-4.1", "hi")).await);
+    assert_eq!(e.code, ErrorCode::PolicyDenied, "{}", e.message);
+    assert!(e.message.contains("anywhere (global)"), "{}", e.message);
+    let pii = format!("Aadhaar {AADHAAR}");
+    let e = refused(ask_gateway(&f, CHENNAI, Tier::Public, &chat("gpt-4.1", &pii)).await);
+    assert_eq!(e.code, ErrorCode::PolicyDenied, "{}", e.message);
+    assert!(!e.message.contains(AADHAAR), "{}", e.message);
+    assert_eq!(f.provider(CHENNAI).received_total(), 0);
+    // The India data zone takes it.
+    match ask_gateway(&f, CHENNAI, Tier::Restricted, &chat("gpt-4o", &pii)).await {
+        Frame::ResponseHead(h) => assert_eq!(h.status, 200),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    assert_eq!(f.provider(CHENNAI).received_total(), 1);
+}
