@@ -36,7 +36,7 @@ mod evaluation;
 mod settled;
 
 pub use detect::Classifier;
-pub use multipart::MultipartError;
+pub use multipart::{field_spans, MultipartError};
 pub use request::{RequestClassification, UnscannableBody, MAX_DEPTH};
 
 /// The kinds of entity the classifier reports. Names are stable (see the spec):

@@ -913,18 +913,6 @@ fn recheck(
     Ok(())
 }
 
-/// Whether the request body is JSON (the only kind whose `model` the gateway
-/// reads; an upload names its model in a form field).
-fn json_body(head: &RequestHead) -> bool {
-    head.headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .is_none_or(|(_, v)| {
-            let essence = v.split(';').next().unwrap_or("").trim();
-            essence.eq_ignore_ascii_case("application/json") || essence.is_empty()
-        })
-}
-
 /// Where a model is processed, for messages.
 fn processed(p: residency_proto::Processing) -> String {
     match p {
@@ -970,16 +958,26 @@ async fn forward<S: SendHalf, R: RecvHalf>(
     };
     // The model the body names must be one this gateway serves, on this
     // path; the provider gets its own name for it.
-    let model = json_body(&head)
-        .then(|| models::body_model(&body))
-        .flatten();
+    let content_type = head
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    let model = match models::model_in(content_type, &body) {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(request_id = id, region = %state.region, reason = %e, "request whose model cannot be told refused");
+            refuse(send, &state.codec, ErrorCode::BadRequest, e.to_string()).await;
+            return;
+        }
+    };
     let api = head
         .path
         .split('?')
         .next()
         .and_then(|p| p.strip_prefix("/v1/"))
         .unwrap_or("");
-    let served = match model.as_deref().map(|m| state.models.resolve(m, api)) {
+    let served = match model.as_ref().map(|m| state.models.resolve(&m.name, api)) {
         Some(Ok(served)) => served,
         Some(Err(e)) => {
             warn!(request_id = id, region = %state.region, reason = %e, "request for a model this gateway does not serve refused");
@@ -993,14 +991,14 @@ async fn forward<S: SendHalf, R: RecvHalf>(
         refuse(send, &state.codec, code, msg).await;
         return;
     }
-    let (body, deployment) = match served {
-        Some(m) => {
-            let renamed = (model.as_deref() != Some(m.upstream.as_str()))
-                .then(|| models::with_model(&body, &m.upstream))
+    let (body, deployment) = match (served, &model) {
+        (Some(m), Some(at)) => {
+            let renamed = (at.name != m.upstream)
+                .then(|| at.renamed(&body, &m.upstream))
                 .flatten();
             (renamed.map_or(body, Bytes::from), Some(m.upstream.as_str()))
         }
-        None => (body, model.as_deref()),
+        (_, at) => (body, at.as_ref().map(|a| a.name.as_str())),
     };
     let sent = tokio::select! {
         r = state.upstream.send(&head.method, &head.path, deployment, &head.headers, body) => r,

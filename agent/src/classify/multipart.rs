@@ -87,6 +87,27 @@ pub(super) struct Multipart<'a> {
     pub(super) epilogue: &'a [u8],
 }
 
+/// The byte ranges in `body` of the contents of the form fields called
+/// `name` (a `multipart/form-data` body with content type `content_type`),
+/// in order.
+pub fn field_spans(
+    content_type: &str,
+    body: &[u8],
+    name: &str,
+) -> Result<Vec<std::ops::Range<usize>>, MultipartError> {
+    let form = split(body, &boundary(content_type)?)?;
+    let base = body.as_ptr() as usize;
+    Ok(form
+        .parts
+        .iter()
+        .filter(|p| p.name == name && p.filename.is_none())
+        .map(|p| {
+            let start = p.content.as_ptr() as usize - base;
+            start..start + p.content.len()
+        })
+        .collect())
+}
+
 /// The `boundary` parameter of a `multipart/...` content type, checked against
 /// RFC 2046's grammar.
 pub(super) fn boundary(content_type: &str) -> Result<String, MultipartError> {

@@ -120,56 +120,168 @@ impl ModelMap {
     }
 }
 
-/// The byte range of the top-level `"model"` string value in a JSON object
-/// body, quotes included; `None` if there is none (or the body is not an
-/// object). Only the top level counts: a nested `model` is content.
-pub fn model_span(body: &[u8]) -> Option<Range<usize>> {
+/// A body that names its top-level `model` more than once: providers read
+/// the last, so which one is meant is ambiguous and the body is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body names its model more than once")]
+pub struct DuplicateModel;
+
+/// The byte range of the top-level `"model"` value in a JSON object body,
+/// quotes included, when it is a string; `None` if there is none (or the
+/// body is not an object). Only the top level counts: a nested `model` is
+/// content. Keys are compared decoded (`"mod\u0065l"` is `model`).
+pub fn model_span(body: &[u8]) -> Result<Option<Range<usize>>, DuplicateModel> {
     let mut i = skip_ws(body, 0);
     if body.get(i) != Some(&b'{') {
-        return None;
+        return Ok(None);
     }
     i += 1;
+    let mut found: Option<Option<Range<usize>>> = None;
     loop {
         i = skip_ws(body, i);
-        match body.get(i)? {
-            b'}' => return None,
-            b',' => {
+        match body.get(i) {
+            Some(b'}') | None => return Ok(found.flatten()),
+            Some(b',') => {
                 i += 1;
                 continue;
             }
-            b'"' => {}
-            _ => return None,
+            Some(b'"') => {}
+            Some(_) => return Ok(found.flatten()),
         }
-        let key = i..string_end(body, i)?;
-        i = skip_ws(body, key.end);
+        let Some(key_end) = string_end(body, i) else {
+            return Ok(found.flatten());
+        };
+        let key = &body[i..key_end];
+        i = skip_ws(body, key_end);
         if body.get(i) != Some(&b':') {
-            return None;
+            return Ok(found.flatten());
         }
         i = skip_ws(body, i + 1);
-        let value_end = value_end(body, i)?;
-        if &body[key] == b"\"model\"" && body.get(i) == Some(&b'"') {
-            return Some(i..value_end);
+        let Some(value_end) = value_end(body, i) else {
+            return Ok(found.flatten());
+        };
+        let is_model = key == b"\"model\""
+            || (key.contains(&b'\\')
+                && serde_json::from_slice::<String>(key).is_ok_and(|k| k == "model"));
+        if is_model {
+            if found.is_some() {
+                return Err(DuplicateModel);
+            }
+            found = Some((body.get(i) == Some(&b'"')).then_some(i..value_end));
         }
         i = value_end;
     }
 }
 
 /// The body with its top-level `model` replaced by `name`; `None` when the
-/// body names no model.
-pub fn with_model(body: &[u8], name: &str) -> Option<Vec<u8>> {
-    let span = model_span(body)?;
-    let quoted = serde_json::to_string(name).ok()?;
+/// body names no model as a string.
+pub fn with_model(body: &[u8], name: &str) -> Result<Option<Vec<u8>>, DuplicateModel> {
+    let Some(span) = model_span(body)? else {
+        return Ok(None);
+    };
+    let Ok(quoted) = serde_json::to_string(name) else {
+        return Ok(None);
+    };
     let mut out = Vec::with_capacity(body.len() + quoted.len());
     out.extend_from_slice(&body[..span.start]);
     out.extend_from_slice(quoted.as_bytes());
     out.extend_from_slice(&body[span.end..]);
-    Some(out)
+    Ok(Some(out))
+}
+
+/// Where a request body names its model: the top-level `model` of a JSON
+/// body, the `model` field of a `multipart/form-data` one (an audio
+/// transcription, an image edit). `Ok(None)` for other bodies and bodies
+/// that name none.
+pub fn model_in(content_type: Option<&str>, body: &[u8]) -> Result<Option<ModelAt>, ModelError> {
+    let essence = content_type
+        .and_then(|c| c.split(';').next())
+        .map(|e| e.trim().to_ascii_lowercase());
+    match essence.as_deref() {
+        None | Some("" | "application/json") => {
+            let Some(span) = model_span(body)? else {
+                return Ok(None);
+            };
+            let Ok(name) = serde_json::from_slice::<String>(&body[span.clone()]) else {
+                return Ok(None);
+            };
+            Ok(Some(ModelAt {
+                name,
+                span,
+                json: true,
+            }))
+        }
+        Some("multipart/form-data") => {
+            let spans = crate::classify::field_spans(content_type.unwrap_or(""), body, "model")
+                .map_err(ModelError::Form)?;
+            match spans.as_slice() {
+                [] => Ok(None),
+                [span] => {
+                    let name = std::str::from_utf8(&body[span.clone()])
+                        .map_err(|_| ModelError::NotText)?
+                        .trim()
+                        .to_owned();
+                    Ok(Some(ModelAt {
+                        name,
+                        span: span.clone(),
+                        json: false,
+                    }))
+                }
+                _ => Err(ModelError::Duplicate(DuplicateModel)),
+            }
+        }
+        Some(_) => Ok(None),
+    }
+}
+
+/// A model name in a body and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelAt {
+    /// The name, decoded.
+    pub name: String,
+    /// Its bytes in the body (a JSON string with its quotes, or a form
+    /// field's content).
+    pub span: Range<usize>,
+    /// JSON (the replacement is quoted) or a form field (written as is).
+    pub json: bool,
+}
+
+impl ModelAt {
+    /// `body` with the model renamed to `name`; `None` if `name` cannot be
+    /// written there (a line break in a form field).
+    pub fn renamed(&self, body: &[u8], name: &str) -> Option<Vec<u8>> {
+        let written = if self.json {
+            serde_json::to_string(name).ok()?
+        } else if name.contains(['\r', '\n']) {
+            return None;
+        } else {
+            name.to_owned()
+        };
+        let mut out = Vec::with_capacity(body.len() + written.len());
+        out.extend_from_slice(&body[..self.span.start]);
+        out.extend_from_slice(written.as_bytes());
+        out.extend_from_slice(&body[self.span.end..]);
+        Some(out)
+    }
+}
+
+/// Why the model a body names cannot be told.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    /// It is named more than once.
+    #[error(transparent)]
+    Duplicate(#[from] DuplicateModel),
+    /// A form body that does not parse.
+    #[error("the form body cannot be read: {0}")]
+    Form(crate::classify::MultipartError),
+    /// A form's model field is not UTF-8.
+    #[error("the form's model field is not text")]
+    NotText,
 }
 
 /// The top-level `model` of a JSON body, decoded.
-pub fn body_model(body: &[u8]) -> Option<String> {
-    let span = model_span(body)?;
-    serde_json::from_slice(&body[span]).ok()
+pub fn body_model(body: &[u8]) -> Result<Option<String>, DuplicateModel> {
+    Ok(model_span(body)?.and_then(|span| serde_json::from_slice(&body[span]).ok()))
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -237,18 +349,18 @@ mod tests {
     fn only_the_top_level_model_is_replaced_and_nothing_else_changes() {
         let body = br#"{ "messages":[{"role":"user","content":"use \"model\": x","model":"inner"}],
             "meta":{"model":"nested"}, "model" : "gpt-4o", "n":1 }"#;
-        let out = with_model(body, "prod-gpt4o").unwrap();
+        let out = with_model(body, "prod-gpt4o").unwrap().unwrap();
         let want = String::from_utf8_lossy(body)
             .replace(r#""model" : "gpt-4o""#, r#""model" : "prod-gpt4o""#);
         assert_eq!(String::from_utf8(out).unwrap(), want);
-        assert_eq!(body_model(body).as_deref(), Some("gpt-4o"));
+        assert_eq!(body_model(body).unwrap().as_deref(), Some("gpt-4o"));
     }
 
     #[test]
     fn escapes_are_decoded_and_written_safely() {
         let body = br#"{"model":"gpt\u002d4o","x":"\\"}"#;
-        assert_eq!(body_model(body).as_deref(), Some("gpt-4o"));
-        let out = with_model(body, "a\"b").unwrap();
+        assert_eq!(body_model(body).unwrap().as_deref(), Some("gpt-4o"));
+        let out = with_model(body, "a\"b").unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["model"], "a\"b");
         assert_eq!(v["x"], "\\");
@@ -264,8 +376,58 @@ mod tests {
             b"",
             br#"{"model":"unterminated"#,
         ] {
-            assert_eq!(model_span(body), None, "{}", String::from_utf8_lossy(body));
-            assert_eq!(with_model(body, "z"), None);
+            assert_eq!(
+                model_span(body),
+                Ok(None),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+            assert_eq!(with_model(body, "z"), Ok(None));
+        }
+    }
+
+    #[test]
+    fn a_form_names_its_model_in_a_field_which_is_renamed_in_place() {
+        let ct = "multipart/form-data; boundary=XyZ";
+        let body = b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"model\"\r\n\r\nRIFF\r\n--XyZ\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n";
+        let at = model_in(Some(ct), body).unwrap().unwrap();
+        assert_eq!(at.name, "whisper-1");
+        let out = at.renamed(body, "pune-whisper").unwrap();
+        let want = String::from_utf8_lossy(body).replace("whisper-1", "pune-whisper");
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        assert_eq!(at.renamed(body, "a\r\nb"), None);
+        let twice = b"--XyZ\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\na\r\n--XyZ\r\ncontent-disposition: form-data; name=\"model\"\r\n\r\nb\r\n--XyZ--\r\n";
+        assert_eq!(
+            model_in(Some(ct), twice),
+            Err(ModelError::Duplicate(DuplicateModel))
+        );
+        assert!(matches!(
+            model_in(Some(ct), b"garbage"),
+            Err(ModelError::Form(_))
+        ));
+        assert_eq!(model_in(Some("text/plain"), b"{\"model\":\"x\"}"), Ok(None));
+        let json = model_in(
+            Some("application/json; charset=utf-8"),
+            br#"{"model":"gpt-4o"}"#,
+        );
+        assert_eq!(json.unwrap().unwrap().name, "gpt-4o");
+    }
+
+    #[test]
+    fn an_escaped_key_is_the_model_and_a_second_model_is_refused() {
+        let body = br#"{"mod\u0065l":"global-41","n":1}"#;
+        assert_eq!(body_model(body).unwrap().as_deref(), Some("global-41"));
+        for body in [
+            &br#"{"model":"gpt-4o","model":"global-41"}"#[..],
+            br#"{"model":"gpt-4o","x":{},"mod\u0065l":"global-41"}"#,
+            br#"{"model":7,"model":"global-41"}"#,
+        ] {
+            assert_eq!(
+                model_span(body),
+                Err(DuplicateModel),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }
