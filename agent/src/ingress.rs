@@ -287,10 +287,15 @@ where
             return Err(known.refuse(ApiError::object_map_damaged(&id)));
         }
     };
+    // An upload (audio, an image edit) names its model in a form field.
+    let form_model = match probe.model() {
+        Some(_) => None,
+        None => form_model(&request),
+    };
     let now = Instant::now();
     let facts = Facts {
         classification: &classified,
-        model: probe.model(),
+        model: probe.model().or(form_model.as_deref()),
         user: probe.user(),
         conversation: probe.conversation(),
         headers: &request.decision_headers,
@@ -464,6 +469,26 @@ fn models_listed(
             )),
         },
     }
+}
+
+/// The `model` field of a `multipart/form-data` body, if it has one.
+fn form_model(request: &Request) -> Option<String> {
+    let content_type = request
+        .forwarded
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str())?;
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return None;
+    }
+    crate::gateway::models::model_in(Some(content_type), &request.body)
+        .ok()
+        .flatten()
+        .map(|m| m.name)
 }
 
 /// `id@region,…` for the gateway's own check.

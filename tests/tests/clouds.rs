@@ -799,3 +799,51 @@ async fn the_gateway_itself_refuses_unserved_models_and_restricted_data_for_a_gl
     }
     assert_eq!(f.provider(CHENNAI).received_total(), 1);
 }
+
+#[tokio::test]
+async fn an_upload_names_its_model_in_a_form_field_and_goes_where_that_model_is() {
+    let mut pune = azure_deployments();
+    pune.models.push_str(
+        "[[model]]\nname = \"whisper-1\"\nupstream = \"pune-whisper\"\napis = [\"audio/transcriptions\"]\nprocessing = \"region\"\n",
+    );
+    if let MockCloud::Azure { deployments, .. } = &mut pune.cloud {
+        deployments.push("pune-whisper".into());
+    }
+    let f = Clouds::start(vec![bedrock_api_key(), pune]).await;
+    let body = "--B0UND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"call.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF....WAVEfmt \r\n--B0UND\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--B0UND--\r\n";
+    let a = send_with(
+        "POST",
+        &format!("{}/audio/transcriptions", f.agent.base_url()),
+        body,
+        &[("content-type", "multipart/form-data; boundary=B0UND")],
+    )
+    .await;
+    // Hyderabad is first in policy order but serves no whisper-1: Pune does.
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-region"), PUNE);
+    assert_eq!(f.provider(HYDERABAD).received_total(), 0);
+    // Not even asked: the agent read the form's model and skipped it.
+    let status = send(
+        "GET",
+        &format!("http://{}/v1/status", f.agent.observe_addr()),
+        "",
+    )
+    .await
+    .json();
+    let hyderabad = status["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["region"] == HYDERABAD)
+        .unwrap()
+        .clone();
+    assert_eq!(hyderabad["requests"], 0, "{hyderabad}");
+    let last = f.provider(PUNE).received().into_iter().last().unwrap();
+    assert_eq!(
+        last.path,
+        "/openai/deployments/pune-whisper/audio/transcriptions"
+    );
+    let sent = String::from_utf8_lossy(&last.body);
+    assert!(sent.contains("\r\n\r\npune-whisper\r\n--B0UND--"), "{sent}");
+    assert!(!sent.contains("whisper-1"), "{sent}");
+}
