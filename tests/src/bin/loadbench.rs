@@ -235,11 +235,27 @@ async fn main() {
             .map(|n| format!("worker_threads = {n}\n"))
             .unwrap_or_default()
     };
+    // BENCH_MODEL_MAP=1: the gateway serves the model under another name,
+    // so every request is matched against advertised models by the agent,
+    // resolved and renamed in the body by the gateway.
+    let model_map = if std::env::var_os("BENCH_MODEL_MAP").is_some() {
+        "[[model]]\nname = \"mock-gpt\"\nupstream = \"mock-gpt-mapped\"\nprocessing = \"region\"\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &gw_cfg,
-        workers("BENCH_GATEWAY_WORKERS") + &text.replace(FAST_QUIC, ""),
+        workers("BENCH_GATEWAY_WORKERS") + &text.replace(FAST_QUIC, "") + model_map,
     )
     .unwrap();
+    println!(
+        "gateway model map: {}",
+        if model_map.is_empty() {
+            "none (any model passed on)"
+        } else {
+            "mock-gpt -> mock-gpt-mapped"
+        }
+    );
     let (gw, gw_addr) = spawn_gateway(&gw_cfg);
     let gw_pid = gw.0.id();
 
