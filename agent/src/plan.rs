@@ -109,10 +109,24 @@ pub struct Plan {
     pub allow: Option<AllowSet>,
     /// Pin the conversation to the jurisdiction that answers, under this key.
     pub pin: Option<[u8; 32]>,
+    /// The conversation's key (its signals hashed), whatever the tier: the
+    /// redaction placeholders of one conversation are kept under it.
+    pub conversation: Option<[u8; 32]>,
+    /// Replace these values before sending, and restore them in the answer.
+    pub redact: Option<RedactPlan>,
     /// Why, rule by rule (only when asked to explain).
     pub trace: Vec<String>,
     /// Which trusted labels were taken or ignored, and why.
     pub notes: Vec<String>,
+}
+
+/// What a `[rule.redact]` asks of this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactPlan {
+    /// The entity types to replace.
+    pub kinds: Vec<crate::classify::EntityType>,
+    /// The placeholder style (`<TYPE_N>`).
+    pub placeholder: String,
 }
 
 /// One region a plan may use.
@@ -290,6 +304,7 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
     };
     let mut trace = Vec::new();
     let mut notes = Vec::new();
+    let mut redact = None;
     let (mut choice, allow) = match env.policy {
         None => {
             decided.rule = "no-policy".to_owned();
@@ -352,6 +367,32 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
                             rule: decided.rule.clone(),
                         },
                         Some(set),
+                    )
+                }
+                Decision::Redact(r) => {
+                    let kinds = match &r.entities {
+                        Some(names) => names.iter().filter_map(|n| n.parse().ok()).collect(),
+                        // The types that made the tier.
+                        None => c
+                            .counts
+                            .iter()
+                            .map(|(k, _)| *k)
+                            .filter(|k| k.tier() == decided.tier)
+                            .collect(),
+                    };
+                    redact = Some(RedactPlan {
+                        kinds,
+                        placeholder: r.placeholder.clone(),
+                    });
+                    let allowed = r
+                        .allow
+                        .ordered(&env.router.candidates(), |r| jurisdiction_of(env, r));
+                    (
+                        RouteChoice {
+                            allowed,
+                            rule: decided.rule.clone(),
+                        },
+                        Some(r.allow),
                     )
                 }
             }
@@ -422,7 +463,12 @@ pub fn plan(facts: &Facts<'_>, env: &Env<'_>) -> Result<Plan, Box<Refusal>> {
         .collect();
     Ok(Plan {
         candidates,
-        pin: key.filter(|_| decided.tier == Tier::Restricted && env.pins.is_some()),
+        // A redacted request leaves the jurisdiction without its values:
+        // nothing to pin.
+        pin: key
+            .filter(|_| decided.tier == Tier::Restricted && env.pins.is_some() && redact.is_none()),
+        conversation: key,
+        redact,
         decided,
         allow,
         trace,

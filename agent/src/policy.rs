@@ -23,7 +23,11 @@
 //! - `[rule.allow]`: `regions` (region ids) and/or `jurisdictions` (ISO codes,
 //!   `"*"` as the last entry meaning "then any other known jurisdiction"), both
 //!   in order of preference. `[rule.deny]`: `reason` (required; the agent
-//!   answers HTTP 451 naming the rule).
+//!   answers HTTP 451 naming the rule). `[rule.redact]`: `entities` (the
+//!   types to replace with placeholders; default: the types that made the
+//!   tier), `placeholder` (default `<TYPE_N>`), and `regions` /
+//!   `jurisdictions` as in `allow`, where the redacted request may go; the
+//!   values are put back in the answer.
 //! - `[default.allow]` or `[default.deny]`: what happens when no rule matches;
 //!   without it, the default is to deny (fail closed).
 //! - `[[app]]`: `name`, `api_key_sha256` (hex SHA-256 of the app's bearer key,
@@ -50,7 +54,8 @@ use residency_proto::{Jurisdiction, RegionId, Tier};
 use sha2::{Digest, Sha256};
 
 pub use eval::{
-    trusted_labels, AllowSet, CountrySource, Decision, Evaluation, RequestFacts, TrustedLabels,
+    trusted_labels, AllowSet, CountrySource, Decision, Evaluation, Redaction, RequestFacts,
+    TrustedLabels, DEFAULT_PLACEHOLDER,
 };
 pub use parse::{lint, PolicyError, PolicyErrorKind};
 pub use sign::{KeyError, PolicySigningKey, SignError, TrustedKey, VerifiedPolicy, VerifyError};

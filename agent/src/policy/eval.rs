@@ -74,7 +74,27 @@ pub enum Decision {
         /// Shown to the caller.
         reason: String,
     },
+    /// Replace the sensitive values with placeholders, send the redacted
+    /// request to a region in the set, and put the values back in the answer.
+    Redact(Redaction),
 }
+
+/// A `[rule.redact]`: what to replace, how, and where the redacted request
+/// may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// The entity types to replace; `None`: those that made the tier (every
+    /// type found at the request's tier).
+    pub entities: Option<Vec<String>>,
+    /// The placeholder style, `TYPE` and `N` standing for the type and the
+    /// counter: `<TYPE_N>` (the default) gives `<PAN_1>`.
+    pub placeholder: String,
+    /// Where the redacted request may go.
+    pub allow: AllowSet,
+}
+
+/// The default placeholder style.
+pub const DEFAULT_PLACEHOLDER: &str = "<TYPE_N>";
 
 /// The regions an `allow` permits, in order of preference.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,13 +153,16 @@ impl Decision {
         match self {
             Decision::Allow(_) => "allow",
             Decision::Deny { .. } => "deny",
+            Decision::Redact(_) => "redact",
         }
     }
 
-    /// The allowed set, if this is an allow.
+    /// The allowed set, if this is an allow (or where a redacted request
+    /// may go).
     pub fn allow_set(&self) -> Option<&AllowSet> {
         match self {
             Decision::Allow(set) => Some(set),
+            Decision::Redact(r) => Some(&r.allow),
             Decision::Deny { .. } => None,
         }
     }
@@ -359,6 +382,15 @@ fn describe(d: &Decision) -> String {
     match d {
         Decision::Allow(set) => format!("allow {}", set.describe()),
         Decision::Deny { reason } => format!("deny ({reason})"),
+        Decision::Redact(r) => format!(
+            "redact {} as {}, then allow {}",
+            r.entities.as_ref().map_or_else(
+                || "the types that made the tier".to_owned(),
+                |e| e.join(", ")
+            ),
+            r.placeholder,
+            r.allow.describe()
+        ),
     }
 }
 

@@ -77,6 +77,12 @@ pub enum PolicyErrorKind {
     EmptyList,
     /// Both `tier` and `tier_at_least` in one rule.
     ConflictingConditions,
+    /// A `redact.placeholder` style without `TYPE` and `N`, or with
+    /// characters that could not be told from text.
+    BadPlaceholder,
+    /// A `redact.entities` list that leaves out a type of the most sensitive
+    /// tier the rule matches.
+    RedactionIncomplete,
     /// An `api_key_sha256` entry that is not 64 hex digits, or is shared by two apps.
     BadKeyHash,
     /// A `trusted_headers` entry that is not a header the agent reads.
@@ -109,6 +115,7 @@ struct RawPolicy {
 struct RawAction {
     allow: Option<RawAllow>,
     deny: Option<RawDeny>,
+    redact: Option<Spanned<RawRedact>>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +127,7 @@ struct RawRule {
     when: Option<RawMatch>,
     allow: Option<RawAllow>,
     deny: Option<RawDeny>,
+    redact: Option<Spanned<RawRedact>>,
 }
 
 type RawList = Spanned<Vec<Spanned<String>>>;
@@ -138,6 +146,15 @@ struct RawMatch {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAllow {
+    regions: Option<RawList>,
+    jurisdictions: Option<RawList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    entities: Option<RawList>,
+    placeholder: Option<Spanned<String>>,
     regions: Option<RawList>,
     jurisdictions: Option<RawList>,
 }
@@ -286,7 +303,22 @@ impl Checker<'_> {
         let default = match raw.default {
             Some(d) => {
                 let ids: HashSet<&RegionId> = regions.iter().map(|r| &r.id).collect();
-                self.action(&[Seg::Key("default")], "default", d.allow, d.deny, &ids)
+                if let Some(r) = &d.redact {
+                    self.err(
+                        r.span(),
+                        "default.redact".into(),
+                        PolicyErrorKind::BadAction,
+                        "the default may allow or deny; redaction needs a rule that says which data".into(),
+                    );
+                }
+                self.action(
+                    &[Seg::Key("default")],
+                    "default",
+                    d.allow,
+                    d.deny,
+                    None,
+                    &ids,
+                )
             }
             None => Decision::Deny {
                 reason: "no rule of the policy matched this request".into(),
@@ -533,13 +565,18 @@ impl Checker<'_> {
             if when.is_catch_all() && catch_all.is_none() {
                 catch_all = Some((i, name.clone()));
             }
+            let redact_span = r.redact.as_ref().map(|x| x.span());
             let action = self.action(
                 &[Seg::Key("rule"), Seg::Index(i)],
                 &field,
                 r.allow,
                 r.deny,
+                r.redact.map(Spanned::into_inner),
                 &region_ids,
             );
+            if let (Decision::Redact(red), Some(span)) = (&action, redact_span) {
+                self.redaction_covers(red, &when, span, &field);
+            }
             out.push(Rule {
                 name,
                 description: r.description,
@@ -673,29 +710,36 @@ impl Checker<'_> {
         field: &str,
         allow: Option<RawAllow>,
         deny: Option<RawDeny>,
+        redact: Option<RawRedact>,
         regions: &HashSet<&RegionId>,
     ) -> Decision {
         let fail = Decision::Deny {
             reason: "invalid action".into(),
         };
+        let given = [allow.is_some(), deny.is_some(), redact.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            let second = if redact.is_some() { "redact" } else { "deny" };
+            let span = self.locate(path, second);
+            self.err(
+                span,
+                format!("{field}.{second}"),
+                PolicyErrorKind::BadAction,
+                "give exactly one of allow, deny or redact".into(),
+            );
+            return fail;
+        }
+        if let Some(r) = redact {
+            return self.redaction(path, field, r, regions).unwrap_or(fail);
+        }
         match (allow, deny) {
-            (Some(_), Some(_)) => {
-                let span = self.locate(path, "deny");
-                self.err(
-                    span,
-                    format!("{field}.deny"),
-                    PolicyErrorKind::BadAction,
-                    "give either allow or deny, not both".into(),
-                );
-                fail
-            }
+            (Some(_), Some(_)) => fail,
             (None, None) => {
                 let span = self.locate(path, "");
                 self.err(
                     span,
                     field.to_owned(),
                     PolicyErrorKind::BadAction,
-                    "needs an action: an allow table (regions/jurisdictions) or a deny table (reason)"
+                    "needs an action: an allow table (regions/jurisdictions), a deny table (reason) or a redact table"
                         .into(),
                 );
                 fail
@@ -724,82 +768,201 @@ impl Checker<'_> {
                     fail
                 }
             },
-            (Some(a), None) => {
-                let errors_before = self.errors.len();
-                let ids = self
-                    .list(a.regions, format!("{field}.allow.regions"), |c, _, v, f| {
-                        match RegionId::new(v.get_ref()) {
-                            Err(e) => {
-                                c.err(v.span(), f, PolicyErrorKind::BadRegionId, e.to_string());
-                                None
-                            }
-                            Ok(id) if id.catalogue_entry().is_none() && !regions.contains(&id) => {
-                                c.err(
-                                    v.span(),
-                                    f,
-                                    PolicyErrorKind::UnknownRegion,
-                                    format!(
-                                        "unknown region id {id}: not in the built-in catalogue \
-                                         and not defined by a [[region]] entry"
-                                    ),
-                                );
-                                None
-                            }
-                            Ok(id) => Some(id),
-                        }
-                    })
-                    .unwrap_or_default();
-                let mut any = false;
-                let raw_j = a.jurisdictions;
-                let len = raw_j.as_ref().map_or(0, |j| j.get_ref().len());
-                let codes = self
-                    .list(
-                        raw_j,
-                        format!("{field}.allow.jurisdictions"),
-                        |c, k, v, f| {
-                            if v.get_ref() != "*" {
-                                return c.code(v, f);
-                            }
-                            any = true;
-                            if k + 1 != len {
-                                c.err(
-                                    v.span(),
-                                    f,
-                                    PolicyErrorKind::WildcardNotLast,
-                                    "\"*\" (any other jurisdiction) must be the last entry".into(),
-                                );
-                            }
-                            None
-                        },
-                    )
-                    .unwrap_or_default();
-                let set = AllowSet {
-                    regions: ids,
-                    jurisdictions: codes,
-                    any_jurisdiction: any,
-                };
-                if set.regions.is_empty() && set.jurisdictions.is_empty() && !set.any_jurisdiction {
-                    // Only the lists above report errors under this allow.
-                    let prefix = format!("{field}.allow");
-                    if self.errors[errors_before..]
-                        .iter()
-                        .all(|e| !e.field.starts_with(&prefix))
-                    {
-                        let aspan = self.locate(path, "allow");
-                        self.err(
-                            aspan,
-                            format!("{field}.allow"),
-                            PolicyErrorKind::AllowsNothing,
-                            "allow names no region and no jurisdiction, so it allows nothing; \
-                             use deny to refuse"
-                                .into(),
-                        );
-                    }
-                    return fail;
-                }
-                Decision::Allow(set)
-            }
+            (Some(a), None) => match self.allow_set(
+                path,
+                &format!("{field}.allow"),
+                "allow",
+                a.regions,
+                a.jurisdictions,
+                regions,
+            ) {
+                Some(set) => Decision::Allow(set),
+                None => fail,
+            },
         }
+    }
+
+    /// A `[rule.redact]`: its entity types, placeholder style and target set.
+    fn redaction(
+        &mut self,
+        path: &[Seg<'_>],
+        field: &str,
+        r: RawRedact,
+        regions: &HashSet<&RegionId>,
+    ) -> Option<Decision> {
+        let entities = self.list(
+            r.entities,
+            format!("{field}.redact.entities"),
+            |c, _, v, f| {
+                if ENTITY_TYPES.contains(&v.get_ref().as_str()) {
+                    Some(v.get_ref().clone())
+                } else {
+                    c.err(
+                        v.span(),
+                        f,
+                        PolicyErrorKind::UnknownEntity,
+                        format!(
+                            "unknown entity type {:?}; the sensitivity spec names {}",
+                            v.get_ref(),
+                            ENTITY_TYPES.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+        );
+        let placeholder = match r.placeholder {
+            None => crate::policy::DEFAULT_PLACEHOLDER.to_owned(),
+            Some(p) => {
+                if let Err(why) = placeholder_style_ok(p.get_ref()) {
+                    self.err(
+                        p.span(),
+                        format!("{field}.redact.placeholder"),
+                        PolicyErrorKind::BadPlaceholder,
+                        why,
+                    );
+                    return None;
+                }
+                p.into_inner()
+            }
+        };
+        let allow = self.allow_set(
+            path,
+            &format!("{field}.redact"),
+            "redact",
+            r.regions,
+            r.jurisdictions,
+            regions,
+        )?;
+        Some(Decision::Redact(crate::policy::Redaction {
+            entities,
+            placeholder,
+            allow,
+        }))
+    }
+
+    /// A redaction must replace every entity type of the most sensitive tier
+    /// its rule can match; otherwise a request holding another such type
+    /// would still be that tier after redaction.
+    fn redaction_covers(
+        &mut self,
+        red: &crate::policy::Redaction,
+        when: &Match,
+        span: Range<usize>,
+        field: &str,
+    ) {
+        let Some(listed) = &red.entities else { return };
+        let top = match &when.tier {
+            Some(TierMatch::AnyOf(t)) => t.iter().copied().max().unwrap_or(Tier::Restricted),
+            _ => Tier::Restricted,
+        };
+        if top == Tier::Public {
+            return;
+        }
+        let missing: Vec<&str> = ENTITY_TYPES
+            .iter()
+            .copied()
+            .filter(|t| {
+                t.parse::<crate::classify::EntityType>()
+                    .is_ok_and(|k| k.tier() == top)
+                    && !listed.iter().any(|l| l == t)
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.err(
+                span,
+                format!("{field}.redact.entities"),
+                PolicyErrorKind::RedactionIncomplete,
+                format!(
+                    "the rule matches {top} requests but does not redact {}: such a request would still be {top} after redaction and could reach the redact regions; list them or leave entities out (then the types that made the tier are redacted)",
+                    missing.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// The regions and jurisdictions of an `allow` or `redact` table under
+    /// `prefix` (`rule[0].allow`); `None` (with errors) if it allows nothing.
+    fn allow_set(
+        &mut self,
+        path: &[Seg<'_>],
+        prefix: &str,
+        key: &str,
+        raw_regions: Option<RawList>,
+        raw_j: Option<RawList>,
+        regions: &HashSet<&RegionId>,
+    ) -> Option<AllowSet> {
+        let field = prefix;
+        let errors_before = self.errors.len();
+        let ids = self
+            .list(
+                raw_regions,
+                format!("{field}.regions"),
+                |c, _, v, f| match RegionId::new(v.get_ref()) {
+                    Err(e) => {
+                        c.err(v.span(), f, PolicyErrorKind::BadRegionId, e.to_string());
+                        None
+                    }
+                    Ok(id) if id.catalogue_entry().is_none() && !regions.contains(&id) => {
+                        c.err(
+                            v.span(),
+                            f,
+                            PolicyErrorKind::UnknownRegion,
+                            format!(
+                                "unknown region id {id}: not in the built-in catalogue \
+                                         and not defined by a [[region]] entry"
+                            ),
+                        );
+                        None
+                    }
+                    Ok(id) => Some(id),
+                },
+            )
+            .unwrap_or_default();
+        let mut any = false;
+        let len = raw_j.as_ref().map_or(0, |j| j.get_ref().len());
+        let codes = self
+            .list(raw_j, format!("{field}.jurisdictions"), |c, k, v, f| {
+                if v.get_ref() != "*" {
+                    return c.code(v, f);
+                }
+                any = true;
+                if k + 1 != len {
+                    c.err(
+                        v.span(),
+                        f,
+                        PolicyErrorKind::WildcardNotLast,
+                        "\"*\" (any other jurisdiction) must be the last entry".into(),
+                    );
+                }
+                None
+            })
+            .unwrap_or_default();
+        let set = AllowSet {
+            regions: ids,
+            jurisdictions: codes,
+            any_jurisdiction: any,
+        };
+        if set.regions.is_empty() && set.jurisdictions.is_empty() && !set.any_jurisdiction {
+            // Only the lists above report errors under this allow.
+            let prefix = field.to_owned();
+            if self.errors[errors_before..]
+                .iter()
+                .all(|e| !e.field.starts_with(&prefix))
+            {
+                let aspan = self.locate(path, key);
+                self.err(
+                    aspan,
+                    field.to_owned(),
+                    PolicyErrorKind::AllowsNothing,
+                    "allow names no region and no jurisdiction, so it allows nothing; \
+                             use deny to refuse"
+                        .into(),
+                );
+            }
+            return None;
+        }
+        Some(set)
     }
 }
 
@@ -840,6 +1003,27 @@ impl LineIndex {
 /// 1-based line and character column of a byte offset.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     LineIndex::new(text).line_col(text, offset)
+}
+
+/// Whether a placeholder style can be used: `TYPE` then `N`, each once, in
+/// at most 32 printable ASCII bytes without quotes or backslashes.
+pub(crate) fn placeholder_style_ok(style: &str) -> Result<(), String> {
+    let ok_chars = style
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
+    let t = style.find("TYPE");
+    let n = style.rfind('N');
+    let once = style.matches("TYPE").count() == 1
+        && style.replacen("TYPE", "", 1).matches('N').count() == 1;
+    match (t, n) {
+        _ if style.len() > 32 || !ok_chars => Err(format!(
+            "{style:?}: a placeholder style is at most 32 printable ASCII characters, no spaces, quotes or backslashes"
+        )),
+        (Some(t), Some(n)) if once && n > t + 3 && !style.starts_with("TYPE") => Ok(()),
+        _ => Err(format!(
+            "{style:?}: write TYPE and N once each, TYPE first, after some marker such as <TYPE_N>"
+        )),
+    }
 }
 
 /// The path (`rule[2].allow.regions[0]`) of the deepest key or value whose span
@@ -927,6 +1111,86 @@ mod tests {
     }
 
     const OK_RULE: &str = "[[rule]]\nname = \"ok\"\n[rule.match]\ntier = [\"public\"]\n[rule.allow]\njurisdictions = [\"*\"]\n";
+
+    #[test]
+    fn a_redact_rule_names_its_types_style_and_target() {
+        let p = lint(
+            "[[rule]]\nname = \"redact-abroad\"\n[rule.match]\ntier = [\"restricted\"]\nmodel = [\"gpt-5*\"]\n\
+             [rule.redact]\nregions = [\"aws:us-east-1\"]\n",
+        )
+        .unwrap();
+        match &p.rules()[0].action {
+            Decision::Redact(r) => {
+                assert_eq!(r.entities, None);
+                assert_eq!(r.placeholder, "<TYPE_N>");
+                assert_eq!(r.allow.regions[0].as_str(), "aws:us-east-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        let p = lint(
+            "[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"confidential\"]\n\
+             [rule.redact]\nentities = [\"pan\", \"passport\", \"voter_id\", \"driving_licence\", \"phone\", \"email\", \"bank_account\", \"upi_id\"]\nplaceholder = \"[[TYPE-N]]\"\njurisdictions = [\"*\"]\n",
+        );
+        // Whatever the confidential types are, either all are listed or the
+        // error names the ones left out.
+        match p {
+            Ok(p) => assert!(matches!(p.rules()[0].action, Decision::Redact(_))),
+            Err(e) => {
+                assert_eq!(e[0].kind, PolicyErrorKind::RedactionIncomplete, "{e:?}");
+                assert_eq!(e[0].field, "rule[0].redact.entities");
+            }
+        }
+    }
+
+    #[test]
+    fn a_redact_rule_that_leaves_the_tier_in_place_is_refused() {
+        let (_, _, field, kind) = one(
+            "[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.redact]\nentities = [\"pan\"]\nregions = [\"aws:us-east-1\"]\n",
+        );
+        assert_eq!(
+            (field.as_str(), kind),
+            (
+                "rule[0].redact.entities",
+                PolicyErrorKind::RedactionIncomplete
+            )
+        );
+        let e = errors("[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.redact]\nentities = [\"pan\"]\nregions = [\"aws:us-east-1\"]\n");
+        assert!(e[0].3 == PolicyErrorKind::RedactionIncomplete);
+        let text = lint("[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.redact]\nentities = [\"pan\"]\nregions = [\"aws:us-east-1\"]\n").unwrap_err()[0].reason.clone();
+        assert!(text.contains("aadhaar"), "{text}");
+        for (body, field, kind) in [
+            (
+                "entities = [\"pann\"]\nregions = [\"aws:us-east-1\"]",
+                "rule[0].redact.entities[0]",
+                PolicyErrorKind::UnknownEntity,
+            ),
+            (
+                "placeholder = \"XXXX\"\nregions = [\"aws:us-east-1\"]",
+                "rule[0].redact.placeholder",
+                PolicyErrorKind::BadPlaceholder,
+            ),
+            (
+                "placeholder = \"<TYPE N>\"\nregions = [\"aws:us-east-1\"]",
+                "rule[0].redact.placeholder",
+                PolicyErrorKind::BadPlaceholder,
+            ),
+            (
+                "regions = []",
+                "rule[0].redact.regions",
+                PolicyErrorKind::EmptyList,
+            ),
+        ] {
+            let e = errors(&format!("[[rule]]\nname = \"r\"\n[rule.match]\ntier = [\"restricted\"]\n[rule.redact]\n{body}\n"));
+            assert!(
+                e.iter().any(|e| (e.2.as_str(), e.3) == (field, kind)),
+                "{body}: {e:?}"
+            );
+        }
+        let e = errors("[[rule]]\nname = \"r\"\n[rule.redact]\nregions = [\"aws:us-east-1\"]\n[rule.allow]\nregions = [\"aws:us-east-1\"]\n");
+        assert_eq!(e[0].3, PolicyErrorKind::BadAction, "{e:?}");
+        let e = errors("[default.redact]\nregions = [\"aws:us-east-1\"]\n");
+        assert_eq!(e[0].2, "default.redact", "{e:?}");
+    }
 
     #[test]
     fn unknown_region_id() {
