@@ -60,6 +60,11 @@ pub struct MockOptions {
     pub keep_objects: usize,
     /// Which cloud's front door it plays (auth scheme and URL layout).
     pub cloud: MockCloud,
+    /// Echo mode: a chat completion answers `You said: ` and the last user
+    /// message (as a tool call's `{"text": …}` arguments when the request
+    /// offers tools), streamed in pieces of this many bytes, so a test sees
+    /// what the provider was sent come back split anywhere.
+    pub echo_split: Option<usize>,
 }
 
 /// The cloud a mock provider stands for.
@@ -183,6 +188,7 @@ impl Default for MockOptions {
             api_key: None,
             keep_objects: 10_000,
             cloud: MockCloud::OpenAi,
+            echo_split: None,
         }
     }
 }
@@ -420,7 +426,25 @@ impl Drop for EndGuard {
 }
 
 /// `text` split into the [`MockOptions::chunks`] pieces of a stream.
+/// `text` cut into pieces of at most `n` bytes, on character boundaries.
+fn split_bytes(text: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let mut end = (start + n.max(1)).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(text[start..end].to_owned());
+        start = end;
+    }
+    out
+}
+
 fn pieces(opts: &MockOptions, text: &str) -> Vec<String> {
+    if let Some(n) = opts.echo_split {
+        return split_bytes(text, n);
+    }
     let words: Vec<String> = text.split(' ').map(str::to_owned).collect();
     let n = opts.chunks.max(1);
     if n >= words.len() {

@@ -575,6 +575,17 @@ fn chat_create(req: &Request<'_>, state: &Arc<State>, opts: &MockOptions, text: 
     }
     let id = new_id("chatcmpl-");
     let created = now();
+    let echoed;
+    let text = match opts.echo_split {
+        Some(_) => {
+            echoed = format!("You said: {}", last_user_text(messages));
+            echoed.as_str()
+        }
+        None => text,
+    };
+    if opts.echo_split.is_some() && b.get("tools").is_some_and(Value::is_array) {
+        return echo_tool_call(&b, &model, &id, created, text, state, opts);
+    }
     if flag(&b, "store") {
         let object = json!({"id":id,"object":"chat.completion","created":created,"model":model,
             "choices":[{"index":0,"message":{"role":"assistant","content":text,"refusal":null},"finish_reason":"stop","logprobs":null}],
@@ -619,6 +630,64 @@ fn chat_create(req: &Request<'_>, state: &Arc<State>, opts: &MockOptions, text: 
         "choices":[{"index":0,"message":{"role":"assistant","content":text,"refusal":null},"finish_reason":"stop","logprobs":null}],
         "usage":{"prompt_tokens":9,"completion_tokens":8,"total_tokens":17}}),
     )
+}
+
+/// The text of the last user message: a string, or its text parts joined.
+fn last_user_text(messages: &[Value]) -> String {
+    let Some(m) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    else {
+        return String::new();
+    };
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+/// Echo mode with tools: the first tool is called with `{"text": text}`,
+/// its arguments streamed in fragments (or whole, without `stream`).
+fn echo_tool_call(
+    b: &serde_json::Map<String, Value>,
+    model: &str,
+    id: &str,
+    created: u64,
+    text: &str,
+    state: &Arc<State>,
+    opts: &MockOptions,
+) -> Reply {
+    let name = b
+        .get("tools")
+        .and_then(|t| t[0]["function"]["name"].as_str())
+        .unwrap_or("echo")
+        .to_owned();
+    let args = json!({ "text": text }).to_string();
+    if !flag(b, "stream") {
+        return ok(json!({"id":id,"object":"chat.completion","created":created,"model":model,
+            "choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[
+                {"id":"call_1","type":"function","function":{"name":name,"arguments":args}}]},
+                "finish_reason":"tool_calls","logprobs":null}]}));
+    }
+    let ps = super::pieces(opts, &args);
+    let mut frames: Vec<Bytes> = vec![sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
+        "choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[
+            {"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":""}}]},"finish_reason":null}]}))];
+    frames.extend(ps.iter().map(|piece| {
+        sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
+            "choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":piece}}]},"finish_reason":null}]}))
+    }));
+    frames.push(sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
+        "choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]})));
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let n = frames.len();
+    sse_response(frames, Some(n - 2), state, opts)
 }
 
 fn completions(req: &Request<'_>, state: &Arc<State>, opts: &MockOptions, text: &str) -> Reply {
