@@ -670,21 +670,29 @@ fn echo_tool_call(
         .to_owned();
     let args = json!({ "text": text }).to_string();
     if !flag(b, "stream") {
-        return ok(json!({"id":id,"object":"chat.completion","created":created,"model":model,
+        return ok(
+            json!({"id":id,"object":"chat.completion","created":created,"model":model,
             "choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[
                 {"id":"call_1","type":"function","function":{"name":name,"arguments":args}}]},
-                "finish_reason":"tool_calls","logprobs":null}]}));
+                "finish_reason":"tool_calls","logprobs":null}]}),
+        );
     }
     let ps = super::pieces(opts, &args);
-    let mut frames: Vec<Bytes> = vec![sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
+    let mut frames: Vec<Bytes> = vec![sse(
+        None,
+        &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
         "choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[
-            {"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":""}}]},"finish_reason":null}]}))];
+            {"index":0,"id":"call_1","type":"function","function":{"name":name,"arguments":""}}]},"finish_reason":null}]}),
+    )];
     frames.extend(ps.iter().map(|piece| {
         sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
             "choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":piece}}]},"finish_reason":null}]}))
     }));
-    frames.push(sse(None, &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
-        "choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]})));
+    frames.push(sse(
+        None,
+        &json!({"id":id,"object":"chat.completion.chunk","created":created,"model":model,
+        "choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}),
+    ));
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     let n = frames.len();
     sse_response(frames, Some(n - 2), state, opts)
