@@ -177,6 +177,41 @@ pub struct Entity {
     pub end: usize,
 }
 
+/// The canonical form of an entity's text, so that one value written two
+/// ways compares equal: invisible characters dropped and look-alikes folded,
+/// digits of any script as ASCII, and for numbers and codes only letters
+/// and digits (upper case); e-mail, UPI and IP addresses keep their
+/// punctuation (lower case). Used to give one value one redaction
+/// placeholder; it holds the value, so it is never logged.
+pub fn canonical_value(kind: EntityType, text: &str) -> String {
+    let folded = fold::fold(text);
+    let t = folded.as_ref().map_or(text, |f| f.text.as_str());
+    let b = t.as_bytes();
+    let punctuated = matches!(
+        kind,
+        EntityType::Email | EntityType::UpiId | EntityType::IpAddress
+    );
+    let mut out = String::with_capacity(t.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let Some((d, n)) = digits::digit_at(b, i) {
+            out.push(char::from(b'0' + d));
+            i += n;
+            continue;
+        }
+        let Some(c) = t[i..].chars().next() else {
+            break;
+        };
+        if punctuated && !c.is_whitespace() {
+            out.extend(c.to_lowercase());
+        } else if c.is_alphanumeric() {
+            out.extend(c.to_uppercase());
+        }
+        i += c.len_utf8();
+    }
+    out
+}
+
 /// The highest tier of the given entities; [`Tier::Public`] when there are none.
 pub fn tier_of(entities: &[Entity]) -> Tier {
     entities

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod read;
+pub mod redaction;
 pub mod respond;
 
 use std::net::SocketAddr;
@@ -50,6 +51,9 @@ pub const HDR_DECISION: &str = "x-residency-decision";
 pub const HDR_RULE: &str = "x-residency-rule";
 /// Header: the policy version in force (`builtin` or `none` without one).
 pub const HDR_POLICY: &str = "x-residency-policy";
+/// Response header: the entity types and counts replaced by placeholders
+/// (`pan=1,aadhaar=1`), on a redacted request's answer.
+pub const HDR_REDACTED: &str = "x-residency-redacted";
 
 /// What the ingress needs to serve requests.
 #[derive(Debug)]
@@ -71,6 +75,8 @@ pub struct Ingress {
     pub(crate) codec: Codec,
     pub(crate) max_body: usize,
     pub(crate) body_timeouts: read::BodyTimeouts,
+    /// Each conversation's redaction placeholders.
+    pub(crate) conversations: Arc<redaction::Conversations>,
 }
 
 impl Ingress {
@@ -325,6 +331,18 @@ where
             return Ok(respond::listed(ingress, arrival, known, &plan, listed).await);
         }
     }
+    // Under a redact rule the values are replaced before anything leaves,
+    // and what is sent is judged again.
+    let redacted = match &plan.redact {
+        None => None,
+        Some(r) => match redact(ingress, policy.as_deref(), &plan, r, &request, now) {
+            Ok(done) => Some(done),
+            Err(e) => {
+                known.decided = Some(plan.decided);
+                return Err(known.refuse(e));
+            }
+        },
+    };
     // The gateway checks for itself that the objects named live in its
     // region (the header is never passed to the provider).
     let with_objects;
@@ -344,7 +362,8 @@ where
         method: arrival.method.as_str(),
         path: &request.path_and_query,
         headers,
-        body: &request.body,
+        body: redacted.as_ref().map_or(&request.body[..], |r| &r.body[..]),
+        tier: redacted.as_ref().map_or(plan.decided.tier, |r| r.tier),
     };
     let answer = match forward::forward(&ingress.pool, &ingress.codec, &plan, out).await {
         Ok(a) => a,
@@ -374,7 +393,7 @@ where
         head: Vec::new(),
     });
     Ok(respond::answer(
-        ingress, arrival, known, &plan, answer, objects,
+        ingress, arrival, known, &plan, answer, objects, redacted,
     ))
 }
 
@@ -469,6 +488,67 @@ fn models_listed(
             )),
         },
     }
+}
+
+/// The redact stage: the values of the plan's types replaced with the
+/// conversation's placeholders, the result classified again. Refused (451)
+/// when the body cannot be redacted or is still as sensitive after it.
+fn redact(
+    ingress: &Ingress,
+    policy: Option<&ActivePolicy>,
+    plan: &plan::Plan,
+    r: &plan::RedactPlan,
+    request: &Request,
+    now: Instant,
+) -> Result<respond::Redacted, ApiError> {
+    let rule = &plan.decided.rule;
+    let style = crate::redact::PlaceholderStyle::parse(&r.placeholder)
+        .map_err(|e| ApiError::redaction_failed(rule, e.to_string()))?;
+    let mut table =
+        ingress
+            .conversations
+            .table(plan.conversation.as_ref(), &style, &r.placeholder, now);
+    let done = crate::redact::redact_json(&request.body, &ingress.classifier, &r.kinds, &mut table)
+        .map_err(|e| ApiError::redaction_failed(rule, e.to_string()))?;
+    let unscannable_tier = policy.map_or(ingress.unscannable_tier, |p| p.policy.unscannable_tier());
+    let content_type = request
+        .forwarded
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    let again = ingress
+        .classifier
+        .scan_body(
+            content_type,
+            &done.body,
+            &read::header_pairs(&request.forwarded),
+            unscannable_tier,
+        )
+        .map_err(|e| {
+            ApiError::redaction_failed(rule, format!("the redacted body cannot be scanned: {e}"))
+        })?;
+    if again.tier >= plan.decided.tier {
+        return Err(ApiError::redaction_failed(
+            rule,
+            format!(
+                "after redaction it is still {} ({}), so it is not sent",
+                again.tier,
+                again.summary()
+            ),
+        ));
+    }
+    if let Some(key) = plan.conversation {
+        ingress
+            .conversations
+            .keep(key, &r.placeholder, table.clone(), now);
+    }
+    info!(redacted = %done.counts.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(","), tier = %again.tier, "redacted");
+    Ok(respond::Redacted {
+        body: bytes::Bytes::from(done.body),
+        tier: again.tier,
+        counts: done.counts,
+        table,
+    })
 }
 
 /// The `model` field of a `multipart/form-data` body, if it has one.

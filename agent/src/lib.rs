@@ -31,6 +31,7 @@ pub mod keys;
 pub mod objects;
 pub mod plan;
 pub mod policy;
+pub mod redact;
 pub mod serve;
 pub mod store;
 pub mod telemetry;

@@ -190,6 +190,20 @@ impl ApiError {
         e
     }
 
+    /// 451: the rule sends this request only redacted, and redaction could
+    /// not make it less sensitive (the message names types, never values).
+    pub fn redaction_failed(rule: &str, reason: String) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            "residency_policy_violation",
+            "redaction_failed",
+            format!("residency policy rule {rule:?} sends this request only redacted: {reason}"),
+        );
+        e.decision = "deny";
+        e.retry = false;
+        e
+    }
+
     /// 451: no valid policy is active and the request is too sensitive to
     /// send anywhere without one (fail closed).
     pub fn no_policy(tier: residency_proto::Tier) -> Self {

@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use super::error::ApiError;
 use super::read::Arrival;
 use super::{
-    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REGION, HDR_REQUEST_ID, HDR_RULE,
-    HDR_TIER, HDR_TRANSPORT,
+    Ingress, HDR_DECISION, HDR_ENDPOINT, HDR_POLICY, HDR_REDACTED, HDR_REGION, HDR_REQUEST_ID,
+    HDR_RULE, HDR_TIER, HDR_TRANSPORT,
 };
 use crate::audit::{AuditWriter, NewRecord};
 use crate::body::{self, Body, BodyError, Event, Stage, Step};
@@ -105,8 +105,23 @@ fn record(
     }
 }
 
+/// A request sent redacted: what was sent, at which tier, what was
+/// replaced, and the placeholders to put back.
+#[derive(Debug)]
+pub struct Redacted {
+    /// The redacted body.
+    pub body: Bytes,
+    /// Its tier, classified again.
+    pub tier: Tier,
+    /// Entity types and how many values of each were replaced.
+    pub counts: Vec<(crate::classify::EntityType, usize)>,
+    /// The conversation's placeholders.
+    pub table: crate::redact::Placeholders,
+}
+
 /// The answer to a forwarded request: the gateway's status and headers, the
-/// agent's own headers, and the body through the stage chain.
+/// agent's own headers, and the body through the stage chain (the values a
+/// redacted request carried are put back first).
 pub fn answer(
     ingress: &Ingress,
     arrival: &Arrival,
@@ -114,6 +129,7 @@ pub fn answer(
     plan: &Plan,
     answer: Answer,
     objects: Option<ObjectTail>,
+    redacted: Option<Redacted>,
 ) -> http::Response<Body> {
     let Answer {
         link,
@@ -129,14 +145,29 @@ pub fn answer(
         .headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("content-type") && v.starts_with("text/event-stream"));
+    let decision = if redacted.is_some() {
+        "redacted"
+    } else {
+        "allow"
+    };
     let rec = record(
         arrival,
         &known,
         Some(&plan.decided),
-        "allow",
+        decision,
         status.as_u16(),
         Some((link.region.as_str(), &via)),
     );
+    // An embedding is numbers: nothing to put back.
+    let embeddings = arrival.path.starts_with("/v1/embeddings");
+    let body = match &redacted {
+        Some(r) if sse => body::chain(body, crate::redact::SseRestorer::new(r.table.clone())),
+        Some(r) if !embeddings => body::chain(
+            body,
+            crate::redact::JsonRestorer::new(r.table.clone(), ingress.max_body.max(1 << 20) * 4),
+        ),
+        _ => body,
+    };
     let body = match objects {
         Some(tail) => body::chain(body, tail),
         None => body,
@@ -175,9 +206,15 @@ pub fn answer(
     set(h, HDR_REGION, link.region.as_str());
     set(h, HDR_ENDPOINT, &link.name);
     set(h, HDR_TRANSPORT, transport.as_str());
-    set(h, HDR_DECISION, "allow");
+    set(h, HDR_DECISION, decision);
     set(h, HDR_RULE, &plan.decided.rule);
     set(h, HDR_POLICY, &plan.decided.policy_label);
+    if let Some(r) = &redacted {
+        let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
+        set(h, HDR_REDACTED, &counts.join(","));
+        // The body changes length as values are put back.
+        h.remove(http::header::CONTENT_LENGTH);
+    }
     if sse {
         h.insert(
             http::header::CACHE_CONTROL,
@@ -187,7 +224,7 @@ pub fn answer(
     ingress.metrics.request(
         plan.decided.tier.as_str(),
         link.region.as_str(),
-        "allow",
+        decision,
         status.as_u16(),
     );
     info!(request_id = %arrival.id, client = %arrival.client, method = %arrival.method, path = %arrival.path, status = status.as_u16(),

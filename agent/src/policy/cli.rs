@@ -338,9 +338,11 @@ pub fn test(
         explain: true,
         objects: &[],
     };
+    let mut redaction = None;
     let (decided, allow, regions, trace, notes, deny) = match plan::plan(&facts, &env) {
         Ok(p) => {
             let regions = p.regions();
+            redaction = p.redact.clone().map(|r| (r, p.decided.tier));
             (p.decided, p.allow, regions, p.trace, p.notes, None)
         }
         Err(r) => {
@@ -355,8 +357,64 @@ pub fn test(
         }
     };
 
+    if let Some((r, tier)) = &redaction {
+        let kinds: Vec<&str> = r.kinds.iter().map(|k| k.as_str()).collect();
+        writeln!(
+            out,
+            "decision: redact [{}] as {}, then send the redacted request to {}",
+            kinds.join(", "),
+            r.placeholder,
+            allow.as_ref().map(|a| a.describe()).unwrap_or_default()
+        )?;
+        // What the agent would send: the same redaction, classified again.
+        let outcome = crate::redact::PlaceholderStyle::parse(&r.placeholder)
+            .map_err(|e| e.to_string())
+            .and_then(|style| {
+                let mut table = crate::redact::Placeholders::new(style, 256);
+                crate::redact::redact_json(&body, classifier, &r.kinds, &mut table)
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|done| {
+                let again = classifier
+                    .scan_request_with_headers(&done.body, &pairs, policy.unscannable_tier())
+                    .map_err(|e| e.to_string())?;
+                Ok((done, again))
+            });
+        match outcome {
+            Ok((done, again)) => {
+                let replaced: Vec<String> = done
+                    .counts
+                    .iter()
+                    .map(|(k, n)| format!("{k}={n}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "redacted: [{}] replaced; the redacted request is {}",
+                    replaced.join(", "),
+                    again.tier
+                )?;
+                if again.tier >= *tier {
+                    writeln!(
+                        out,
+                        "refused (HTTP 451 redaction_failed): still {} after redaction ({})",
+                        again.tier,
+                        again.summary()
+                    )?;
+                }
+            }
+            Err(e) => writeln!(out, "refused (HTTP 451 redaction_failed): {e}")?,
+        }
+    }
     match (&deny, &allow) {
         (Some(reason), _) => writeln!(out, "decision: deny (HTTP 451): {reason}")?,
+        (None, _) if redaction.is_some() => {
+            let names: Vec<&str> = regions.iter().map(|r| r.as_str()).collect();
+            writeln!(
+                out,
+                "allowed regions for the redacted request: {}",
+                names.join(", ")
+            )?;
+        }
         (None, allow) => {
             let set = allow.as_ref().map(|a| a.describe()).unwrap_or_default();
             writeln!(out, "decision: allow {set}")?;

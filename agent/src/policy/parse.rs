@@ -1008,22 +1008,9 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Whether a placeholder style can be used: `TYPE` then `N`, each once, in
 /// at most 32 printable ASCII bytes without quotes or backslashes.
 pub(crate) fn placeholder_style_ok(style: &str) -> Result<(), String> {
-    let ok_chars = style
-        .bytes()
-        .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
-    let t = style.find("TYPE");
-    let n = style.rfind('N');
-    let once = style.matches("TYPE").count() == 1
-        && style.replacen("TYPE", "", 1).matches('N').count() == 1;
-    match (t, n) {
-        _ if style.len() > 32 || !ok_chars => Err(format!(
-            "{style:?}: a placeholder style is at most 32 printable ASCII characters, no spaces, quotes or backslashes"
-        )),
-        (Some(t), Some(n)) if once && n > t + 3 && !style.starts_with("TYPE") => Ok(()),
-        _ => Err(format!(
-            "{style:?}: write TYPE and N once each, TYPE first, after some marker such as <TYPE_N>"
-        )),
-    }
+    crate::redact::PlaceholderStyle::parse(style)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// The path (`rule[2].allow.regions[0]`) of the deepest key or value whose span

@@ -31,6 +31,9 @@ pub struct Outbound<'a> {
     pub headers: &'a [(String, String)],
     /// The body.
     pub body: &'a [u8],
+    /// The tier the gateway is told and routing judges by: the plan's, or
+    /// the redacted body's when values were replaced.
+    pub tier: residency_proto::Tier,
 }
 
 /// A gateway's answer: its head, and its body as it arrives.
@@ -92,7 +95,7 @@ pub async fn forward(
         model: plan.decided.model.as_deref(),
         api: models::api_of(out.path),
         allow: plan.allow.as_ref(),
-        tier: plan.decided.tier,
+        tier: out.tier,
     };
     let fits = |l: &GatewayLink| models::fit(&l.models(), l.jurisdiction, &want) == Fit::Serves;
     for _ in 0..2 {
@@ -110,7 +113,7 @@ pub async fn forward(
             headers: out.headers.to_vec(),
             route: RouteFacts {
                 region: link.region.clone(),
-                tier: plan.decided.tier,
+                tier: out.tier,
                 policy_version: plan.decided.policy_version,
             },
         };
