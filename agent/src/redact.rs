@@ -284,9 +284,8 @@ pub fn redact_json(
     kinds: &[EntityType],
     table: &mut Placeholders,
 ) -> Result<Redacted, RedactError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        RedactError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| RedactError::NotJson(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let mut counts = [0usize; EntityType::ALL.len()];
     let out = redact_text_json(text, classifier, kinds, table, &mut counts, 0)?;
     Ok(Redacted {
@@ -478,7 +477,10 @@ mod tests {
         let mut t = table();
         let r = redact_json(body, &c, &[EntityType::Pan], &mut t).unwrap();
         let out = String::from_utf8(r.body).unwrap();
-        assert!(out.contains("<PAN_1>") && out.contains("9876543210"), "{out}");
+        assert!(
+            out.contains("<PAN_1>") && out.contains("9876543210"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -504,7 +506,8 @@ mod tests {
     #[test]
     fn a_data_url_payload_is_left_alone() {
         let c = Classifier::new();
-        let body = br#"{"image_url":{"url":"data:image/png;base64,QUJDUEUxMjM0Rg== PAN ABCPE1234F"}}"#;
+        let body =
+            br#"{"image_url":{"url":"data:image/png;base64,QUJDUEUxMjM0Rg== PAN ABCPE1234F"}}"#;
         let mut t = table();
         let r = redact_json(body, &c, ALL, &mut t).unwrap();
         assert_eq!(r.body, body.to_vec());

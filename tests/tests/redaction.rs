@@ -306,3 +306,111 @@ fn grep_dir(dir: &Path, needles: &[&str]) -> Vec<String> {
     }
     hits
 }
+
+#[tokio::test]
+async fn responses_streams_are_restored_event_by_event() {
+    let s = setup(3).await;
+    let url = format!("{}/responses", s.agent.base);
+    let text = format!("My PAN is {PAN} and my Aadhaar is {AADHAAR}.");
+    let want = format!("You said: {text}");
+    let body = serde_json::json!({"model": "gpt-5", "input": text, "stream": true}).to_string();
+    let a = send("POST", &url, &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-decision"), "redacted");
+    let mut deltas = String::new();
+    let mut done_text = None;
+    let mut completed = None;
+    let mut seqs = Vec::new();
+    for line in a.body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        seqs.push(v["sequence_number"].as_u64().unwrap());
+        match v["type"].as_str().unwrap() {
+            "response.output_text.delta" => deltas.push_str(v["delta"].as_str().unwrap()),
+            "response.output_text.done" => done_text = Some(v["text"].clone()),
+            "response.completed" => {
+                completed = Some(v["response"]["output"][0]["content"][0]["text"].clone())
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(deltas, want);
+    assert_eq!(done_text.unwrap(), want.as_str());
+    assert_eq!(completed.unwrap(), want.as_str());
+    // Every event arrived once, in order.
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    assert_provider_saw_no_value(&s);
+}
+
+#[tokio::test]
+async fn a_request_redaction_cannot_make_safe_is_refused_and_sent_nowhere() {
+    let s = setup(8).await;
+    let before: usize = REGIONS
+        .iter()
+        .map(|r| s.fleet.provider(r).received_total())
+        .sum();
+    // The Aadhaar number split across two text parts: found when the parts
+    // are read together, but in neither part alone.
+    let split = serde_json::json!([{"role": "user", "content": [
+        {"type": "text", "text": "Aadhaar 2345 6789"}, {"type": "text", "text": " 0124"}]}]);
+    let a = send(
+        "POST",
+        &format!("{}/chat/completions", s.agent.base),
+        &chat_body(split, false, false),
+    )
+    .await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    let err = &a.json()["error"];
+    assert_eq!(err["code"], "redaction_failed", "{}", a.body);
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("still restricted"),
+        "{}",
+        a.body
+    );
+    assert_eq!(a.header("x-should-retry"), "false");
+    assert!(!a.body.contains("2345"), "{}", a.body);
+    // An upload is not JSON: it cannot be redacted.
+    let body = format!("--B0UND\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ngpt-5\r\n--B0UND\r\nContent-Disposition: form-data; name=\"file\"; filename=\"kyc.txt\"\r\nContent-Type: text/plain\r\n\r\nPAN {PAN}\r\n--B0UND--\r\n");
+    let a = send_with(
+        "POST",
+        &format!("{}/files", s.agent.base),
+        &body,
+        &[("content-type", "multipart/form-data; boundary=B0UND")],
+    )
+    .await;
+    assert_eq!(a.status, 451, "{}", a.body);
+    assert_eq!(a.json()["error"]["code"], "redaction_failed", "{}", a.body);
+    let after: usize = REGIONS
+        .iter()
+        .map(|r| s.fleet.provider(r).received_total())
+        .sum();
+    assert_eq!(after, before, "a refused request reached a provider");
+    let export = agent_request_raw(&s.agent.socket, "/v1/admin/audit/export")
+        .await
+        .unwrap();
+    assert!(export.contains("\"decision\":\"deny\""), "{export}");
+}
+
+#[tokio::test]
+async fn embeddings_are_sent_redacted_and_answered_as_they_are() {
+    let s = setup(8).await;
+    let body =
+        serde_json::json!({"model": "gpt-5-embed", "input": [format!("PAN {PAN}"), "hello"]})
+            .to_string();
+    let a = send("POST", &format!("{}/embeddings", s.agent.base), &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-residency-decision"), "redacted");
+    assert_eq!(a.header("x-residency-region"), "aws:us-east-1");
+    let v = a.json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2, "{}", a.body);
+    let got = s.fleet.provider("aws:us-east-1").received();
+    let sent = String::from_utf8_lossy(&got.last().unwrap().body).into_owned();
+    assert!(sent.contains("PAN <PAN_1>"), "{sent}");
+    assert_provider_saw_no_value(&s);
+}

@@ -586,6 +586,69 @@ mod tests {
     }
 
     #[test]
+    fn policy_test_explains_a_redaction_and_its_refusal() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("p.toml"),
+            r#"name = "r"
+[[rule]]
+name = "gpt5-redacted"
+[rule.match]
+tier = ["restricted", "confidential"]
+model = ["gpt-5*"]
+[rule.redact]
+entities = ["aadhaar", "aadhaar_vid", "payment_card", "bank_account", "upi_id", "abha",
+            "pan", "passport", "voter_id", "driving_licence", "phone", "email"]
+regions = ["aws:us-east-1"]
+[[rule]]
+name = "rest"
+[rule.allow]
+jurisdictions = ["IN"]
+"#,
+        )
+        .unwrap();
+        let c = crate::classify::Classifier::new();
+        let ask = |body: &str| {
+            std::fs::write(d.join("req.json"), body).unwrap();
+            let (o, r) = run(|out| {
+                test(
+                    &d.join("p.toml"),
+                    &d.join("req.json"),
+                    None,
+                    &[],
+                    None,
+                    &c,
+                    out,
+                )
+            });
+            r.unwrap();
+            o
+        };
+        let o = ask(
+            r#"{"model":"gpt-5","messages":[{"role":"user","content":"PAN ABCPE1234F, Aadhaar 2345 6789 0124"}]}"#,
+        );
+        assert!(o.contains("rule: gpt5-redacted"), "{o}");
+        assert!(o.contains("decision: redact [aadhaar, aadhaar_vid, payment_card, bank_account, upi_id, abha, pan, passport, voter_id, driving_licence, phone, email] as <TYPE_N>"), "{o}");
+        assert!(
+            o.contains("redacted: [aadhaar=1, pan=1] replaced; the redacted request is public"),
+            "{o}"
+        );
+        assert!(o.contains("aws:us-east-1"), "{o}");
+        assert!(!o.contains("refused"), "{o}");
+        assert!(!o.contains("ABCPE1234F") && !o.contains("2345"), "{o}");
+        // Split across two text parts, the value is not replaced: the agent
+        // would refuse it, and `policy test` says so.
+        let o = ask(
+            r#"{"model":"gpt-5","messages":[{"role":"user","content":[{"type":"text","text":"Aadhaar 2345 6789"},{"type":"text","text":" 0124"}]}]}"#,
+        );
+        assert!(
+            o.contains("refused (HTTP 451 redaction_failed): still restricted after redaction"),
+            "{o}"
+        );
+    }
+
+    #[test]
     fn utc_formats_known_dates() {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");

@@ -159,11 +159,9 @@ impl<'a> Lexer<'a> {
             }
             Some(_) => {
                 let start = self.i;
-                while self
-                    .b
-                    .get(self.i)
-                    .is_some_and(|c| !matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
-                {
+                while self.b.get(self.i).is_some_and(|c| {
+                    !matches!(c, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+                }) {
                     self.i += 1;
                 }
                 // A number, true, false or null.

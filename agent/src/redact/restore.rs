@@ -521,20 +521,14 @@ mod tests {
         let mut r = SseRestorer::new(table());
         let mut out = r.push(format!("{c0}\n\n{c1}\n\n").as_bytes());
         out.extend(r.finish());
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("{c0}\n\n{c1}\n\n")
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{c0}\n\n{c1}\n\n"));
         // Tool call 1 starting does not take tool call 0's held start.
         let t0 = r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":\"<PAN"}}]}}]}"#;
         let t1 = r#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2","function":{"name":"g","arguments":"_1>"}}]}}]}"#;
         let mut r = SseRestorer::new(table());
         let mut out = r.push(format!("{t0}\n\n{t1}\n\n").as_bytes());
         out.extend(r.finish());
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            format!("{t0}\n\n{t1}\n\n")
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), format!("{t0}\n\n{t1}\n\n"));
     }
 
     #[test]
@@ -591,7 +585,10 @@ mod tests {
         let plain = br#"{ "a" : "<b>" }"#;
         assert_eq!(restore_json(plain, &t), plain.to_vec());
         // Not JSON: restored as text.
-        assert_eq!(restore_json(b"x <PAN_1> y", &t), format!("x {PAN} y").into_bytes());
+        assert_eq!(
+            restore_json(b"x <PAN_1> y", &t),
+            format!("x {PAN} y").into_bytes()
+        );
     }
 
     #[test]
@@ -616,6 +613,9 @@ mod tests {
             out.extend(r.push(c));
         }
         out.extend(r.finish());
-        assert_eq!(String::from_utf8(out).unwrap(), body.replace("<PAN_1>", PAN));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            body.replace("<PAN_1>", PAN)
+        );
     }
 }

@@ -652,6 +652,16 @@ fn last_user_text(messages: &[Value]) -> String {
     }
 }
 
+/// The text of a Responses `input`: a string, or the last user item's
+/// content (a string, or its text parts joined).
+fn last_input_text(input: Option<&Value>) -> String {
+    match input {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => last_user_text(items),
+        _ => String::new(),
+    }
+}
+
 /// Echo mode with tools: the first tool is called with `{"text": text}`,
 /// its arguments streamed in fragments (or whole, without `stream`).
 fn echo_tool_call(
@@ -875,6 +885,14 @@ fn responses_create(
         return Err(ApiError::bad("Background responses must be stored.").param("store"));
     }
     let stream = flag(&b, "stream");
+    let echoed;
+    let text = match opts.echo_split {
+        Some(_) => {
+            echoed = format!("You said: {}", last_input_text(b.get("input")));
+            echoed.as_str()
+        }
+        None => text,
+    };
     // A streamed answer is its deltas joined, so the stored text matches.
     let ps = pieces(opts, text);
     let answer = if stream { ps.concat() } else { text.to_owned() };
