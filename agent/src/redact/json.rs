@@ -252,7 +252,8 @@ impl<'a> Lexer<'a> {
             self.ws();
             if self.paths {
                 // An object element is the next frame to open.
-                let frame = (self.b.get(self.i) == Some(&b'{')).then(|| self.out.ids.len() as u32);
+                let frame =
+                    (self.b.get(self.i) == Some(&b'{')).then_some(self.out.ids.len() as u32);
                 self.path.push(Seg::Elem(pos, frame));
             }
             self.value(depth + 1, None)?;
