@@ -570,6 +570,51 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_text_and_tool_input_deltas_are_restored_across_events() {
+        let text = |i: u32, d: &str| {
+            format!(
+                "event: content_block_delta\ndata: {}\n\n",
+                serde_json::json!({"type":"content_block_delta","index":i,"delta":{"type":"text_delta","text":d}})
+            )
+        };
+        let json = |i: u32, d: &str| {
+            format!(
+                "event: content_block_delta\ndata: {}\n\n",
+                serde_json::json!({"type":"content_block_delta","index":i,"delta":{"type":"input_json_delta","partial_json":d}})
+            )
+        };
+        let input = [
+            text(0, "PAN <PA"),
+            text(0, "N_1> and <AAD"),
+            text(0, "HAAR_1>"),
+            json(1, "{\"pan\": \"<PAN"),
+            json(1, "_1>\"}"),
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_owned(),
+        ]
+        .concat();
+        for chunk in [1, 5, 4096] {
+            let mut r = SseRestorer::new(table());
+            let mut out = Vec::new();
+            for c in input.as_bytes().chunks(chunk) {
+                out.extend(r.push(c));
+            }
+            out.extend(r.finish());
+            let out = String::from_utf8(out).unwrap();
+            let (mut said, mut args) = (String::new(), String::new());
+            for line in out.lines() {
+                if let Some(d) = line.strip_prefix("data: ") {
+                    let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                    said.push_str(v["delta"]["text"].as_str().unwrap_or(""));
+                    args.push_str(v["delta"]["partial_json"].as_str().unwrap_or(""));
+                }
+            }
+            assert_eq!(said, format!("PAN {PAN} and {AADHAAR}"), "chunk={chunk}");
+            assert_eq!(args, format!("{{\"pan\": \"{PAN}\"}}"), "chunk={chunk}");
+            assert!(out.ends_with("{\"type\":\"message_stop\"}\n\n"), "{out}");
+        }
+    }
+
+    #[test]
     fn json_answers_are_restored_with_escapes_and_nested_arguments() {
         let t = table();
         let body = br#"{"choices":[{"message":{"content":"PAN \u003cPAN_1\u003e","tool_calls":[{"function":{"arguments":"{\"id\":\"<AADHAAR_1>\"}"}}]}}],"usage":{"total_tokens":3}}"#;
